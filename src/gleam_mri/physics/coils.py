@@ -1,0 +1,60 @@
+"""Coil sensitivities: simulated birdcage-like maps and root-sum-of-squares combination.
+
+ESPIRiT estimation from a calibration region lives in :mod:`gleam_mri.physics.espirit`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def birdcage_maps(
+    n_coils: int,
+    shape: Sequence[int],
+    radius: float = 1.5,
+    n_rings: int | None = None,
+    normalize: bool = True,
+    dtype: torch.dtype = torch.complex64,
+) -> torch.Tensor:
+    """Simulated birdcage-like coil sensitivities, complex ``(C, *shape)``.
+
+    Coils sit on a cylinder of relative ``radius`` around the field of view (2D: a circle in the
+    ``(H, W)`` plane; 3D ``(Z, H, W)``: ``n_rings`` rings stacked along ``Z``). Each coil's
+    sensitivity falls off with distance and carries the phase of its angular position, as in
+    sigpy's ``birdcage_maps``. With ``normalize`` the maps satisfy ``sum_c |S_c|^2 = 1``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if n_coils < 1:
+        raise ValueError(f"n_coils must be >= 1, got {n_coils}")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"shape must be (H, W) or (Z, H, W), got {shape}")
+    grids = np.meshgrid(*[(np.arange(n) - n // 2) / max(n / 2, 1) for n in shape], indexing="ij")
+    y, x = grids[-2], grids[-1]
+    if len(shape) == 3:
+        z = grids[0]
+        rings = n_rings or max(1, min(n_coils // 4, 4))
+    else:
+        z = np.zeros_like(x)
+        rings = 1
+    per_ring = math.ceil(n_coils / rings)
+    maps = np.zeros((n_coils, *shape), dtype=np.complex128)
+    for c in range(n_coils):
+        ring, k = divmod(c, per_ring)
+        theta = 2 * math.pi * k / per_ring + 0.5 * math.pi * ring / rings
+        cy, cx = radius * math.sin(theta), radius * math.cos(theta)
+        cz = 0.0 if rings == 1 else -1.0 + (2 * ring + 1) / rings
+        dist = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+        phase = np.angle((x - cx) + 1j * (y - cy)) + theta
+        maps[c] = np.exp(1j * phase) / (dist**2 + 0.1)
+    if normalize:
+        maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
+    return torch.from_numpy(maps).to(dtype)
+
+
+def rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Root-sum-of-squares over the coil axis ``dim`` (default: ``(B, C, *D) -> (B, *D)``)."""
+    return torch.sqrt((x.abs() ** 2).sum(dim=dim))
