@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
@@ -24,11 +25,10 @@ def ensure_dataset(data_dir: Path, spec: SyntheticSpec, progress: bool = True) -
     record = data_dir / "dataset.json"
     if record.exists():
         saved = json.loads(record.read_text())
-        if saved.get("kind") == spec.kind and saved.get("seed") == spec.seed:
-            wanted = {k: v for k, v in json.loads(json.dumps(spec.__dict__)).items()}
-            if all(saved.get(k) == v for k, v in wanted.items()):
-                print(f"using the existing synthetic data set in {data_dir}")
-                return
+        wanted = json.loads(json.dumps(asdict(spec)))  # tuples -> lists, as stored
+        if all(saved.get(k) == v for k, v in wanted.items()):
+            print(f"using the existing synthetic data set in {data_dir}")
+            return
     print(f"simulating the synthetic {spec.kind} data set into {data_dir} ...")
     write_synthetic_dataset(data_dir, spec, progress=progress)
 
@@ -60,7 +60,8 @@ def run_demo(out_dir: str | Path, progress: bool = True) -> Path:
         "# gleam-mri demo report\n\n"
         f"Data: synthetic 2D multi-coil set ({DEMO_SPEC.n_volumes} volumes x "
         f"{DEMO_SPEC.slices_per_volume} slices, {DEMO_SPEC.n_coils} coils, "
-        f"{DEMO_SPEC.shape[0]}x{DEMO_SPEC.shape[1]}, SNR {DEMO_SPEC.snr_db:g} dB) in `{data_dir}`.\n"
+        f"{DEMO_SPEC.shape[0]}x{DEMO_SPEC.shape[1]}, SNR {DEMO_SPEC.snr_db:g} dB) "
+        f"in `{data_dir}`.\n"
         f"Undersampling: fastMRI random 1D mask, {DEMO_ACCELERATION}x, centre fraction "
         f"{DEMO_CENTER_FRACTION}, fixed per slice.\n"
         f"Evaluated on the {len(files)} test volumes with fastMRI's metrics (per volume, "
