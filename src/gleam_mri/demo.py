@@ -15,7 +15,7 @@ from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.recon.baselines import default_mask_spec, run_baselines, split_files, summaries
 from gleam_mri.report import metrics_table, save_image_grid
 
-DEMO_SPEC = SyntheticSpec(kind="2d", n_volumes=12, slices_per_volume=4, n_coils=8, seed=0)
+DEMO_SPEC = SyntheticSpec(kind="2d", n_volumes=16, slices_per_volume=4, n_coils=8, seed=0)
 DEMO_ACCELERATION = 4
 DEMO_CENTER_FRACTION = 0.08
 

@@ -62,8 +62,9 @@ class SyntheticSpec:
         expected = 2 if self.kind == "2d" else 3
         if len(self.shape) != expected:
             raise ValueError(f"{self.kind} shape needs {expected} sizes, got {self.shape}")
-        if min(self.shape) < 8:
-            raise ValueError(f"every size of the shape must be >= 8, got {self.shape}")
+        spatial = self.shape[1:] if self.kind == "cine" else self.shape
+        if min(spatial) < 8 or (self.kind == "cine" and self.shape[0] < 2):
+            raise ValueError(f"image sizes must be >= 8 (and >= 2 cine frames), got {self.shape}")
         if self.n_volumes < 1 or self.slices_per_volume < 1 or self.n_coils < 1:
             raise ValueError("n_volumes, slices_per_volume and n_coils must be >= 1")
         if self.anatomy is not None and self.kind == "cine":
@@ -75,18 +76,21 @@ class SyntheticSpec:
 
 
 def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
-    """Volumes per split, proportional; a split with a positive fraction gets >= 1 if n allows."""
+    """Volumes per split by largest remainder; each positive split gets >= 1 when n allows."""
     names = [k for k, v in fractions.items() if v > 0]
+    if not names:
+        raise ValueError(f"no split has a positive fraction: {fractions}")
     total = sum(fractions[k] for k in names)
-    counts = {k: int(np.floor(n * fractions[k] / total)) for k in names}
+    exact = {k: n * fractions[k] / total for k in names}
+    counts = {k: int(np.floor(v)) for k, v in exact.items()}
+    by_remainder = sorted(names, key=lambda k: exact[k] - counts[k], reverse=True)
+    for k in by_remainder[: n - sum(counts.values())]:
+        counts[k] += 1
     for k in names:
-        if counts[k] == 0 and sum(counts.values()) < n:
+        if counts[k] == 0 and n >= len(names):
+            donor = max(names, key=lambda d: counts[d])
+            counts[donor] -= 1
             counts[k] = 1
-    while sum(counts.values()) < n:
-        counts[names[0]] += 1
-    while sum(counts.values()) > n:
-        largest = max(names, key=lambda k: counts[k])
-        counts[largest] -= 1
     return counts
 
 
