@@ -35,8 +35,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     from gleam_mri.report import metrics_table
 
     files = split_files(args.data, args.split)
-    kind = inspect_fastmri(files[0]).kind
-    mask_spec = None if args.acceleration == 1 else default_mask_spec(kind, args.acceleration)
+    info = inspect_fastmri(files[0])
+    mask_spec = None
+    if args.acceleration != 1:
+        image_shape = tuple(info.kspace_shape[2:])
+        mask_spec = default_mask_spec(info.kind, args.acceleration, image_shape=image_shape)
     results = run_baselines(
         files,
         mask_spec,

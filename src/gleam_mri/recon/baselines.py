@@ -17,8 +17,17 @@ from gleam_mri.recon.evaluate import VolumeResult, classical_reconstructor, eval
 METHODS = ("zero-filled", "cg-sense")
 
 
-def default_mask_spec(kind: str, acceleration: float, center_fraction: float = 0.08) -> dict:
-    """Usual undersampling: random lines (2D), Poisson-disc (3D), per-frame lines (cine)."""
+def default_mask_spec(
+    kind: str,
+    acceleration: float,
+    center_fraction: float = 0.08,
+    image_shape: tuple[int, ...] | None = None,
+) -> dict:
+    """Usual undersampling: random lines (2D), Poisson-disc (3D), per-frame lines (cine).
+
+    ``image_shape`` (``D`` of one sample) sizes the 3D calibration region: 12 x 12, or a quarter
+    of each phase-encoding axis when that is smaller.
+    """
     if kind == "2d":
         return {
             "name": "random",
@@ -26,7 +35,10 @@ def default_mask_spec(kind: str, acceleration: float, center_fraction: float = 0
             "accelerations": [acceleration],
         }
     if kind == "3d":
-        return {"name": "poisson", "acceleration": acceleration, "calib": [12, 12]}
+        calib = [12, 12]
+        if image_shape is not None:
+            calib = [min(12, max(2, image_shape[0] // 4)), min(12, max(2, image_shape[-1] // 4))]
+        return {"name": "poisson", "acceleration": acceleration, "calib": calib}
     if kind == "cine":
         return {"name": "cine", "acceleration": acceleration, "center_lines": 8}
     raise ValueError(f"unknown data kind {kind!r}")
