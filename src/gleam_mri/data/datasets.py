@@ -145,7 +145,7 @@ class _FastMRIDataset(Dataset):
         return self._rng
 
     def _mask(
-        self, vol: FastMRIVolume, kspace: torch.Tensor, index: int
+        self, vol: FastMRIVolume, kspace: torch.Tensor, index: int, seed: int | None = None
     ) -> tuple[torch.Tensor, int | None]:
         """The mask ``(1, *D)`` float32 for one sample ``(C, *D)``, and the seed used (or None)."""
         dims = kspace.shape[1:]
@@ -157,11 +157,12 @@ class _FastMRIDataset(Dataset):
             return mask.reshape(shape), None
         if self.mask_func is None:
             return torch.ones(1, *dims[:-2], 1, dims[-1]), None
-        seed = (
-            mask_seed(vol.path, index)
-            if self.deterministic_masks
-            else int(self._generator().integers(2**31))
-        )
+        if seed is None:
+            seed = (
+                mask_seed(vol.path, index)
+                if self.deterministic_masks
+                else int(self._generator().integers(2**31))
+            )
         mask = self.mask_func(tuple(kspace.shape), seed)
         if not isinstance(mask, torch.Tensor) or torch.is_complex(mask):
             raise TypeError(f"mask_func must return a real torch.Tensor, got {type(mask)}")
@@ -197,12 +198,20 @@ class _FastMRIDataset(Dataset):
             ) from err
 
     def __getitem__(self, item: int) -> MRIBatch:
+        return self.get(item)
+
+    def get(self, item: int, mask_seed: int | None = None) -> MRIBatch:
+        """Item ``item``; ``mask_seed`` (if given) overrides the dataset's choice of mask seed.
+
+        The training loop passes a seed derived from (run seed, step, item) so that a resumed run
+        draws exactly the masks of an uninterrupted one.
+        """
         file_index, index = self.examples[item]
         info = self.infos[file_index]
         vol = read_fastmri(info.path, slices=index)
         full = torch.from_numpy(vol.kspace[0])  # (C, *D)
         fft_ndim = info.fft_ndim
-        mask, seed = self._mask(vol, full, index)
+        mask, seed = self._mask(vol, full, index, mask_seed)
         kspace = full * mask
         maps = self._coil_maps(vol, kspace, mask, fft_ndim)
         if vol.reconstruction_rss is not None:
@@ -264,3 +273,24 @@ class VolumeDataset(_FastMRIDataset):
     """
 
     kinds = ("3d", "cine")
+
+
+def open_dataset(
+    paths: str | Path | Sequence[str | Path],
+    mask: dict[str, Any] | MaskFunc | None = None,
+    maps: str | MapsEstimator = "file",
+    deterministic_masks: bool = False,
+    seed: int = 0,
+) -> SliceDataset | VolumeDataset:
+    """A :class:`SliceDataset` or :class:`VolumeDataset`, whichever fits the files' kind.
+
+    ``mask`` is a mask function or a config dict for ``gleam_mri.physics.masks.build_mask_func``.
+    """
+    from gleam_mri.physics.masks import build_mask_func
+
+    files = list_h5_files(paths)
+    cls = SliceDataset if inspect_fastmri(files[0]).kind == "2d" else VolumeDataset
+    mask_func = build_mask_func(mask) if isinstance(mask, dict) else mask
+    return cls(
+        files, mask_func=mask_func, maps=maps, deterministic_masks=deterministic_masks, seed=seed
+    )

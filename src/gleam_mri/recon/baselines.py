@@ -9,9 +9,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from gleam_mri.data.batch import collate_batches
-from gleam_mri.data.datasets import SliceDataset, VolumeDataset
-from gleam_mri.data.fastmri import inspect_fastmri
-from gleam_mri.physics.masks import build_mask_func
+from gleam_mri.data.datasets import open_dataset
 from gleam_mri.recon.evaluate import VolumeResult, classical_reconstructor, evaluate, summarize
 
 METHODS = ("zero-filled", "cg-sense")
@@ -54,16 +52,6 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
     return files
 
 
-def build_dataset(
-    files: Sequence[Path], mask_spec: dict[str, Any] | None, maps: str = "file"
-) -> SliceDataset | VolumeDataset:
-    """Dataset of the right class for the files' kind, with deterministic (evaluation) masks."""
-    kind = inspect_fastmri(files[0]).kind
-    mask_func = build_mask_func(mask_spec) if mask_spec else None
-    cls = SliceDataset if kind == "2d" else VolumeDataset
-    return cls(list(files), mask_func=mask_func, maps=maps, deterministic_masks=True)
-
-
 def run_baselines(
     files: Sequence[Path],
     mask_spec: dict[str, Any] | None,
@@ -75,7 +63,7 @@ def run_baselines(
     progress: bool = False,
 ) -> dict[str, list[VolumeResult]]:
     """Per-volume results of each classical method on ``files``: ``{method: [VolumeResult]}``."""
-    dataset = build_dataset(files, mask_spec, maps)
+    dataset = open_dataset(files, mask_spec, maps, deterministic_masks=True)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_batches)
     results = {}
     for method in methods:
