@@ -1,0 +1,85 @@
+"""E2E-VarNet (Sriram et al., 2020): k-space cascades with a learned coil-sensitivity model.
+
+Written from the paper and fastMRI's documentation. Each cascade updates the k-space estimate::
+
+    k' = k - eta * M (k - y) + F S (R(x) - x),   x = S^H F^{-1} k
+
+where ``R`` is a U-Net regulariser on the coil-combined image (``R(x) - x`` is the U-Net's output,
+fastMRI's "model term"; the sign is learned). The sensitivity model estimates ``S`` from the
+fully sampled centre (ACS) of the measured k-space: a U-Net applied to each coil image, then
+normalised so that ``sum_c |S_c|^2 = 1``. It runs once per batch, as the network's prologue.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gleam_mri.fft import ifftnc
+from gleam_mri.models.dc import KspaceDC
+from gleam_mri.models.unet import UNet
+from gleam_mri.models.unrolled import Iteration, Problem
+from gleam_mri.physics.espirit import find_calibration_size
+
+
+class VarNetCascade(Iteration):
+    """One E2E-VarNet cascade on a k-space state ``(B, C, *D)``."""
+
+    def __init__(self, regularizer: nn.Module, dc: KspaceDC) -> None:
+        super().__init__()
+        self.regularizer = regularizer
+        self.dc = dc
+
+    def forward(self, state: torch.Tensor, problem: Problem) -> torch.Tensor:
+        full = problem.op.with_mask(None)
+        x = full.adjoint(state)
+        model_term = full.forward(self.regularizer(x) - x)
+        return self.dc(state, problem.y, problem.mask) + model_term
+
+
+def acs_mask(mask: torch.Tensor | None, kspace_shape: torch.Size, fft_ndim: int) -> torch.Tensor:
+    """0/1 mask of the fully sampled centred block (per batch item), broadcastable to k-space.
+
+    A fully sampled acquisition (``mask is None``) uses the central 8% of each phase-encoding
+    axis.
+    """
+    batch, dims = kspace_shape[0], tuple(kspace_shape[2:])
+    encoded = dims[-fft_ndim:]
+    out = torch.zeros(batch, 1, *dims, device=None if mask is None else mask.device)
+    for b in range(batch):
+        if mask is None:
+            sizes = [max(2, round(0.08 * n)) for n in encoded]
+            sizes[-2] = encoded[-2]  # the readout is always fully sampled
+        else:
+            item = mask[b if mask.shape[0] > 1 else 0]
+            sizes = list(find_calibration_size(item, fft_ndim, encoded))
+        window = tuple(
+            slice(n // 2 - s // 2, n // 2 - s // 2 + s) for n, s in zip(encoded, sizes, strict=True)
+        )
+        out[(b, slice(None), ..., *window)] = 1.0
+    return out
+
+
+class SensitivityModel(nn.Module):
+    """Learned coil maps from the ACS region: ``Problem -> Problem`` with maps ``(B, C, *D)``."""
+
+    def __init__(self, dims: str, features: int = 8, levels: int = 4) -> None:
+        super().__init__()
+        self.unet = UNet(2, 2, dims=dims, features=features, levels=levels)
+
+    def forward(self, problem: Problem) -> Problem:
+        y = problem.y
+        with torch.no_grad():
+            acs = acs_mask(problem.mask, y.shape, problem.fft_ndim).to(y.device)
+        coil_images = ifftnc(y * acs, problem.fft_ndim)  # (B, C, *D)
+        b, c = coil_images.shape[:2]
+        flat = coil_images.reshape(b * c, *coil_images.shape[2:])
+        real = torch.view_as_real(flat).movedim(-1, 1)  # (B*C, 2, *D)
+        dims = tuple(range(1, real.ndim))
+        mean = real.mean(dim=dims, keepdim=True)
+        std = real.std(dim=dims, keepdim=True).clamp_min(1e-6)
+        out = self.unet((real - mean) / std) * std + mean
+        out = out.float() if out.dtype == torch.bfloat16 else out
+        maps = torch.view_as_complex(out.movedim(1, -1).contiguous()).reshape(coil_images.shape)
+        norm = torch.sqrt((maps.abs() ** 2).sum(dim=1, keepdim=True)).clamp_min(1e-6)
+        return problem.with_maps((maps / norm).to(y.dtype))
