@@ -1,4 +1,4 @@
-"""The ``gleam`` command line: simulate | baseline | info | demo."""
+"""The ``gleam`` command line: simulate | baseline | info | train | eval | recon | demo."""
 
 from __future__ import annotations
 
@@ -68,6 +68,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gleam_mri.config import load_config
+    from gleam_mri.training.loop import TrainingStopped, fit
+
+    cfg = load_config(args.config, args.set)
+    try:
+        ckpt = fit(cfg, resume=args.resume, progress=not args.quiet)
+    except TrainingStopped as err:
+        print(f"gleam train: {err}", file=sys.stderr)
+        return 3
+    print(f"checkpoint: {ckpt}\nmetrics log: {ckpt.parent / 'metrics.jsonl'}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gleam_mri.inference import evaluate_checkpoint
+    from gleam_mri.recon.evaluate import summarize
+    from gleam_mri.report import metrics_table
+
+    results = evaluate_checkpoint(args.checkpoint, args.data, args.out, device=args.device)
+    print(metrics_table({"network": summarize(results)}))
+    if args.out:
+        print(f"per-volume metrics written to {args.out}")
+    return 0
+
+
+def _cmd_recon(args: argparse.Namespace) -> int:
+    from gleam_mri.inference import reconstruct_file
+
+    formats = tuple(f.strip() for f in args.formats.split(","))
+    for path in args.inputs:
+        written = reconstruct_file(
+            args.checkpoint,
+            path,
+            args.out,
+            formats=formats,
+            undersample=not args.no_undersample,
+            device=args.device,
+        )
+        for w in written:
+            print(w)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gleam_mri.demo import run_demo
 
@@ -124,6 +168,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe fastMRI-layout HDF5 files without loading them")
     p.add_argument("files", nargs="+", type=Path)
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "train",
+        help="train an unrolled network (GLEAM greedy or a baseline strategy)",
+        description="Train with a YAML config (see configs/); any field can be overridden with "
+        "--set key.sub=value. Writes last.pt, config.yaml, metrics.jsonl and TensorBoard logs "
+        "to train.out_dir.",
+    )
+    p.add_argument("config", type=Path, help="YAML config file")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set model.unrolls=16 (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from train.out_dir/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="per-volume metrics of a trained checkpoint on a folder of .h5 files",
+        description="Reconstruct every file of DATA with the checkpoint (using its training "
+        "mask, fixed per slice) and score it with fastMRI's metrics.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint written by gleam train")
+    p.add_argument("data", type=Path, help="folder of .h5 files (or one file)")
+    p.add_argument("--out", type=Path, default=None, help="write metrics to .csv or .json")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "recon",
+        help="reconstruct fastMRI-layout files with a trained checkpoint",
+        description="Write OUT/<name>.h5 (dataset 'reconstruction'), .nii.gz and .png. Files "
+        "with their own mask are used as they are; fully sampled files are undersampled with "
+        "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT maps.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint written by gleam train")
+    p.add_argument("inputs", nargs="+", type=Path, help="fastMRI-layout .h5 files")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--formats", default="h5,nii,png", help="comma-separated: h5, nii, png")
+    p.add_argument("--no-undersample", action="store_true", help="use all measured k-space")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_recon)
 
     p = sub.add_parser(
         "demo",
