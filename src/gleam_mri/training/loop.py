@@ -77,7 +77,10 @@ def strategy_options(cfg: Config) -> dict[str, Any]:
     if s.name == "checkpoint":
         opts["every"] = s.checkpoint_every
     elif s.name == "greedy":
-        opts.update(modules=s.modules, mode=s.mode, steps_per_module=s.steps_per_module)
+        opts.update(modules=s.modules, mode=s.mode)
+        if s.mode == "sequential":
+            n_modules = s.modules or cfg.model.unrolls
+            opts["steps_per_module"] = s.steps_per_module or -(-cfg.train.steps // n_modules)
         if s.module_loss:
             opts["module_loss"] = build_loss(s.module_loss)
     return opts
@@ -124,6 +127,11 @@ def validate(run: Run, loader, loss_fn) -> tuple[dict[str, float], list]:
     return out, results
 
 
+def _due(done: int, every: int, total: int) -> bool:
+    """Whether a periodic action (``every`` steps; 0 = only at the end) runs after step ``done``."""
+    return done == total or (every > 0 and done % every == 0)
+
+
 def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train ``cfg``; returns the path of the last checkpoint. Raises :class:`TrainingStopped`."""
     root = Path(cfg.data.root)
@@ -138,7 +146,7 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     start = 0
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        check_compatible(ckpt, config_to_dict(cfg)["model"], ckpt_path)
+        check_compatible(ckpt, config_to_dict(cfg)["model"], ckpt_path, model=run.net)
         run.net.load_state_dict(ckpt["model"])
         run.strategy.load_state_dict(ckpt["strategy"])
         set_rng_state(ckpt["rng"])
@@ -171,18 +179,18 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 ) from err
             stats["time/step_s"] = time.perf_counter() - started
             done = step + 1
-            if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            if _due(done, cfg.train.log_every, cfg.train.steps):
                 logger.scalars(done, stats)
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.4g}")
-            if done % cfg.train.val_every == 0 or done == cfg.train.steps:
+            if _due(done, cfg.train.val_every, cfg.train.steps):
                 metrics, results = validate(run, val_loader, loss_fn)
                 logger.validation(done, metrics, results)
                 bar.write(
                     f"step {done}: val loss {metrics['val/loss']:.4g}  "
                     f"PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
                 )
-            if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps:
+            if _due(done, cfg.train.ckpt_every, cfg.train.steps):
                 save_checkpoint(ckpt_path, checkpoint_state(run, done, kind))
                 start = done
     finally:
@@ -202,7 +210,7 @@ def load_run(path: str | Path, device: str = "auto") -> tuple[Run, dict]:
     cfg = config_from_dict(ckpt["config"])
     cfg.train.device = device
     run = build_run(cfg, ckpt["kind"])
-    check_compatible(ckpt, config_to_dict(cfg)["model"], path)
+    check_compatible(ckpt, config_to_dict(cfg)["model"], path, model=run.net)
     run.net.load_state_dict(ckpt["model"])
     run.net.eval()
     return run, ckpt

@@ -1,0 +1,1 @@
+"""Training: strategies (end-to-end, checkpointed, invertible, greedy), loop, checkpoints."""
