@@ -1,0 +1,1 @@
+"""Unrolled reconstruction networks: regularisers, data consistency, iterations."""
