@@ -1,0 +1,45 @@
+"""Gradient checkpointing: keep one state per group of iterations, recompute during backward."""
+
+from __future__ import annotations
+
+from torch.utils.checkpoint import checkpoint
+
+from gleam_mri.data.batch import MRIBatch
+from gleam_mri.models.unrolled import UnrolledNet
+from gleam_mri.training.losses import LossFn
+from gleam_mri.training.strategies.base import Strategy
+
+
+class Checkpointed(Strategy):
+    """End-to-end gradients with ``torch.utils.checkpoint`` over groups of ``every`` iterations.
+
+    The prologue (if any), the initial state and the read-out run normally. Each group keeps only
+    its input state (``(B, *D)`` or ``(B, C, *D)``, doubled for invertible nets); its activations
+    are recomputed one group at a time during backward, so saved memory is about
+    ``depth / every`` states plus one group's activations. Gradients equal :class:`EndToEnd`'s.
+
+    Extra args:
+        every: iterations per checkpointed group (>= 1).
+    """
+
+    name = "checkpoint"
+
+    def __init__(self, net: UnrolledNet, loss_fn: LossFn, *, every: int = 1, **kwargs) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"checkpoint: every must be an integer >= 1, got {every!r}")
+        self.every = every
+        super().__init__(net, loss_fn, **kwargs)
+
+    def forward_backward(self, batch: MRIBatch) -> dict[str, float]:
+        net = self.net
+        with self.autocast(batch):
+            problem = net.prepare(self.problem(batch))
+            state = net.init_state(problem)
+            for start in range(0, len(net), self.every):
+                stop = min(start + self.every, len(net))
+                state = checkpoint(net.run, state, problem, start, stop, use_reentrant=False)
+            image = net.image(state, problem)
+        loss = self.loss_fn(image, batch)
+        value = self.check_loss(loss)
+        loss.backward()
+        return {"loss": value}

@@ -1,0 +1,23 @@
+"""End-to-end training: ordinary backpropagation through the whole unrolled network."""
+
+from __future__ import annotations
+
+from gleam_mri.data.batch import MRIBatch
+from gleam_mri.training.strategies.base import Strategy
+
+
+class EndToEnd(Strategy):
+    """Backprop through ``net(problem)``; activations of every iteration stay alive until backward.
+
+    Saved-activation memory grows linearly with the number of iterations.
+    """
+
+    name = "e2e"
+
+    def forward_backward(self, batch: MRIBatch) -> dict[str, float]:
+        with self.autocast(batch):
+            image = self.net(self.problem(batch))
+        loss = self.loss_fn(image, batch)
+        value = self.check_loss(loss)
+        loss.backward()
+        return {"loss": value}
