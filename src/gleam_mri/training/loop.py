@@ -166,6 +166,9 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     )
     step = start
     try:
+        if start == 0 and cfg.train.val_every > 0:  # the untrained network, for reference
+            metrics, results = validate(run, val_loader, loss_fn)
+            logger.validation(0, metrics, results)
         loader = step_loader(batches, start, cfg.train.steps, cfg.data.num_workers)
         for step, batch in enumerate(loader, start=start):
             started = time.perf_counter()
