@@ -150,3 +150,34 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     json.dumps(read_metrics_log(tmp_path))  # the log stays readable
+
+
+@pytest.fixture(scope="module")
+def noisy_data_dir(tmp_path_factory) -> Path:
+    """A small 2D set at 15 dB SNR: enough slices to train on, noise a small net can remove."""
+    root = tmp_path_factory.mktemp("noisy")
+    spec = SyntheticSpec(
+        n_volumes=10, slices_per_volume=2, shape=(48, 40), n_coils=4, snr_db=15, seed=1
+    )
+    write_synthetic_dataset(root, spec, progress=False)
+    return root
+
+
+@pytest.mark.parametrize(
+    "strategy,extra",
+    [
+        ("e2e", []),
+        ("checkpoint", []),
+        ("invertible", ["model.invertible=true"]),
+        ("greedy", []),
+        ("greedy", ["strategy.mode=sequential"]),
+    ],
+)
+def test_training_lowers_the_validation_loss(noisy_data_dir, tmp_path, strategy, extra):
+    sets = [f"strategy.name={strategy}", "train.steps=300", "train.val_every=300", *extra]
+    sets += ["optim.lr=3e-3", "model.features=8", "model.blocks=2"]
+    cfg = load_config(DEMO_CONFIG, _overrides(noisy_data_dir, tmp_path, *sets))
+    fit(cfg, progress=False)
+    val = {r["step"]: r["val/loss"] for r in read_metrics_log(tmp_path) if "val/loss" in r}
+    assert set(val) == {0, 300}
+    assert val[300] < 0.95 * val[0], val
