@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from gleam_mri import cli, demo
 from gleam_mri.data.synthetic import SyntheticSpec
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml"
 
 
 def test_simulate_info_baseline(tmp_path, capsys):
@@ -49,7 +52,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 
 
 def test_help_of_every_command(capsys):
-    for command in ["simulate", "baseline", "info", "demo"]:
+    for command in ["simulate", "baseline", "info", "train", "eval", "recon", "demo"]:
         with pytest.raises(SystemExit) as exc:
             cli.main([command, "--help"])
         assert exc.value.code == 0
@@ -59,10 +62,16 @@ def test_help_of_every_command(capsys):
 def test_demo_writes_report(tmp_path, monkeypatch, capsys):
     small = SyntheticSpec(n_volumes=3, slices_per_volume=2, shape=(48, 40), n_coils=4)
     monkeypatch.setattr(demo, "DEMO_SPEC", small)
-    assert cli.main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    args = ["demo", "--out", str(tmp_path), "--quiet", "--config", str(DEMO_CONFIG)]
+    for s in ["train.steps=3", "model.features=4", "model.blocks=1", "train.tensorboard=false"]:
+        args += ["--set", s]
+    assert cli.main(args) == 0
     report = (tmp_path / "report.md").read_text()
-    assert "| cg-sense |" in report and "images.png" in report
+    assert "| cg-sense |" in report and "| GLEAM PGD |" in report and "images.png" in report
     assert (tmp_path / "images.png").stat().st_size > 1000
-    # a second run reuses the data set instead of simulating it again
-    assert cli.main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
-    assert "using the existing synthetic data set" in capsys.readouterr().out
+    assert (tmp_path / "last.pt").exists()
+    # a second run reuses the data set and the trained network
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "using the existing synthetic data set" in printed
+    assert "using the trained network" in printed

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
@@ -75,7 +76,36 @@ def test_cli_simulate_train_eval_recon(data_dir, tmp_path, capsys):
         assert hf["reconstruction"].shape == (2, 32, 24)
     assert nib.load(recon_dir / f"{test_file.stem}.nii.gz").shape == (24, 32, 2)
     assert (recon_dir / f"{test_file.stem}.png").stat().st_size > 500
+    # a file as fastMRI ships them: no maps (ESPIRiT), other coil count and size, cropped target
+    raw = _fastmri_style_file(tmp_path / "file_brain_AXT1_001.h5")
+    assert cli.main(["recon", str(ckpt), str(raw), "-o", str(recon_dir), "--formats", "h5"]) == 0
+    with h5py.File(recon_dir / "file_brain_AXT1_001.h5") as hf:
+        recon = hf["reconstruction"][()]
+    assert recon.shape == (2, 40, 40) and np.isfinite(recon).all() and recon.max() > 0
     capsys.readouterr()
+
+
+def _fastmri_style_file(path: Path) -> Path:
+    """Write with h5py directly, the way fastMRI's files are laid out (no gleam extensions)."""
+    from gleam_mri.data.ismrmrd_header import make_ismrmrd_header
+    from gleam_mri.physics.coils import birdcage_maps
+    from gleam_mri.physics.operators import SenseOp
+    from gleam_mri.physics.phantoms import phantom_2d
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(np.stack([phantom_2d((64, 72), rng) for _ in range(2)]))
+    maps = birdcage_maps(5, (64, 72)).expand(2, -1, -1, -1)
+    kspace = SenseOp(maps, None, 2).forward(images.to(torch.complex64)).numpy()
+    rss = np.abs(images.numpy())[:, 12:52, 16:56].astype(np.float32)
+    with h5py.File(path, "w") as hf:
+        hf.create_dataset("kspace", data=kspace.astype(np.complex64))
+        hf.create_dataset("reconstruction_rss", data=rss)
+        hf.create_dataset(
+            "ismrmrd_header", data=make_ismrmrd_header((64, 72, 1), recon_size=(40, 40, 1))
+        )
+        hf.attrs["max"] = float(rss.max())
+        hf.attrs["acquisition"] = "AXT1"
+    return path
 
 
 def test_refuses_to_overwrite_a_run(data_dir, tmp_path):

@@ -115,7 +115,7 @@ def _cmd_recon(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gleam_mri.demo import run_demo
 
-    run_demo(args.out, args.config, progress=not args.quiet)
+    run_demo(args.out, args.config, progress=not args.quiet, overrides=args.set)
     return 0
 
 
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     p.add_argument(
         "--config", type=Path, default=Path("configs/demo-2d.yaml"), help="training config"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,13 +62,21 @@ def evaluate_network(ckpt: Path, files: list[Path], mask: dict) -> list[VolumeRe
     return evaluate(loader, lambda b: reconstruct(run, b), device=run.device)
 
 
-def run_demo(out_dir: str | Path, config: str | Path = DEMO_CONFIG, progress: bool = True) -> Path:
-    """Run the demo into ``out_dir``; returns the path of the written report."""
+def run_demo(
+    out_dir: str | Path,
+    config: str | Path = DEMO_CONFIG,
+    progress: bool = True,
+    overrides: Sequence[str] = (),
+) -> Path:
+    """Run the demo into ``out_dir``; returns the path of the written report.
+
+    ``overrides`` are extra ``key=value`` config overrides (e.g. fewer steps).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
     ensure_dataset(data_dir, DEMO_SPEC, progress)
-    cfg = load_config(config, [f"data.root={data_dir}", f"train.out_dir={out}"])
+    cfg = load_config(config, [f"data.root={data_dir}", f"train.out_dir={out}", *overrides])
     ckpt, train_seconds = ensure_trained(cfg, progress)
     files = split_files(data_dir, "test")
     mask = cfg.data.mask
