@@ -165,8 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_baseline)
 
-    p = sub.add_parser("info", help="describe fastMRI-layout HDF5 files without loading them")
-    p.add_argument("files", nargs="+", type=Path)
+    p = sub.add_parser(
+        "info",
+        help="describe fastMRI-layout HDF5 files without loading them",
+        description="Print each file's kind, k-space shape, slices and what it holds "
+        "(target, maps, mask, header), reading no array data.",
+    )
+    p.add_argument("files", nargs="+", type=Path, help="fastMRI-layout .h5 files")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser(

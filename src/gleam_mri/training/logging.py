@@ -55,7 +55,7 @@ class RunLogger:
                     self.writer.add_scalar(f"train/{key}", value, step)
 
     def validation(self, step: int, metrics: dict[str, float], results: list) -> None:
-        """Log validation metrics of ``step`` and an image grid of the first volume."""
+        """Log validation metrics of ``step`` and an image grid of the first result (if any)."""
         self._write({"step": step, **metrics})
         if self.writer is None:
             return

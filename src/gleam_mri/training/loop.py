@@ -188,7 +188,8 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             bar.set_postfix(loss=f"{stats['loss']:.4g}")
             if _due(done, cfg.train.val_every, cfg.train.steps):
                 metrics, results = validate(run, val_loader, loss_fn)
-                logger.validation(done, metrics, results)
+                images = _due(done, cfg.train.image_every, cfg.train.steps)
+                logger.validation(done, metrics, results if images else [])
                 bar.write(
                     f"step {done}: val loss {metrics['val/loss']:.4g}  "
                     f"PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
