@@ -1,0 +1,416 @@
+"""ISMRMRD HDF5 raw data (mridata.org, OCMR, ``ismrmrd`` tools) into Cartesian k-space arrays.
+
+File layout read (ISMRMRD 1.x): group ``/dataset`` with ``xml`` (the XML header, one string) and
+``data`` (one compound record per acquisition: ``head`` struct, ``traj`` float32, ``data`` float32
+pairs ``(real, imag)`` in channel-major order ``(active_channels, number_of_samples)``).
+
+Choice of reader: the file is read with ``h5py`` and the header with the standard library's XML
+parser (:func:`parse_ismrmrd_header` plus the encoding limits below), not with the ``ismrmrd``
+package: the compound layout is small and stable, reading it in chunks with ``h5py`` is fast and
+needs no compiled/schema-validated dependency, and a tolerant parser accepts headers from older
+converters that strict schema validation would reject. The tests write their files with the
+``ismrmrd`` package's own writer, an independent path.
+
+Placement: acquisition samples go to ``(kspace_encode_step_1, kspace_encode_step_2, slice, phase,
+average)``. The encoded matrix (``encodedSpace``: x = readout ``H``, y = phase 1 ``W``, z = phase 2
+``Z``) fixes the array size; line ``k`` lands at ``k - center + W // 2`` (the encodingLimits
+centre goes to the centred-FFT DC index), so partial-Fourier lines missing on one side stay zero
+(zero-filled). Readouts shorter than ``x`` (asymmetric echo) are placed so ``center_sample`` lands
+at ``H // 2``. ``discard_pre``/``discard_post`` samples are dropped; lines flagged
+``ACQ_IS_REVERSE`` are flipped along the readout.
+
+Skipped acquisitions (flag bit numbers of the spec, flag value ``1 << (bit - 1)``): noise
+measurements (19), navigators (23), phase correction (24), HP/RT feedback (26, 28), dummy scans
+(27), surface-coil correction (29), phase stabilisation (30, 31), other encoding spaces
+(``encoding_space_ref != 0``) and repetitions/contrasts/sets other than the selected one.
+Calibration-only lines (20) are kept by default: embedded ACS lines are samples of the same
+k-space (pass ``include_calibration=False`` for separate reference scans of another contrast).
+
+Readout oversampling: when encodedSpace x is exactly twice reconSpace x, each line is inverse
+FFT'd along the readout, the central ``x / 2`` samples (the recon FOV) are kept and it is FFT'd
+back (centred orthonormal FFTs), so images keep their values and k-space has ``H = x / 2``.
+
+Output layout (gleam's, see ``data/fastmri.py``): 2D multi-slice ``(slices, C, H, W)``, 3D
+``(1, C, Z, H, W)`` (``slabs`` if the file has several slices), cine ``(slices, C, T, H, W)``
+(``T`` = phases). Averages are averaged (each sample over the averages that acquired it) or, with
+``average=False``, kept on a new leading axis ``(A, ...)``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
+from gleam_mri.data.ismrmrd_header import _find, _local, parse_ismrmrd_header
+
+# ISMRMRD flag bits (1-based, as in the spec); the flag value is 1 << (bit - 1)
+ACQ_IS_NOISE_MEASUREMENT = 19
+ACQ_IS_PARALLEL_CALIBRATION = 20
+ACQ_IS_REVERSE = 22
+SKIPPED_BITS = (19, 23, 24, 26, 27, 28, 29, 30, 31)
+COUNTERS = ("kspace_encode_step_1", "kspace_encode_step_2", "slice", "phase", "average")
+LIMIT_NAMES = {
+    "kspace_encode_step_1": "kspace_encoding_step_1",
+    "kspace_encode_step_2": "kspace_encoding_step_2",
+    "slice": "slice",
+    "phase": "phase",
+    "average": "average",
+    "repetition": "repetition",
+    "contrast": "contrast",
+    "set": "set",
+}
+_CHUNK = 4096
+
+
+def flag_value(bit: int) -> int:
+    """The ``flags`` value of ISMRMRD flag ``bit`` (1-based): ``1 << (bit - 1)``."""
+    return 1 << (bit - 1)
+
+
+@dataclass(frozen=True)
+class RawKspace:
+    """Cartesian k-space read from a raw-data file (ISMRMRD or Siemens twix).
+
+    ``kspace`` complex64 in gleam's layout (module docstring; with a leading averages axis when
+    averages were kept); ``mask`` bool, broadcastable to ``kspace`` with singleton coil and readout
+    axes: 2D ``(S, 1, 1, W)``, 3D / cine ``(S, 1, Z|T, 1, W)``; ``header`` a dict of what was
+    parsed (with ``"xml"`` the original XML text when there is one); ``kind`` 2d / 3d / cine.
+    """
+
+    kspace: np.ndarray
+    mask: np.ndarray
+    header: dict[str, Any]
+    kind: str
+    path: Path
+    averages_kept: bool = False
+
+    def to_fastmri(self, path: str | Path) -> Path:
+        """Write in the fastMRI layout (:func:`gleam_mri.data.fastmri.write_fastmri`).
+
+        ``reconstruction_rss`` (RSS of the coil images, cropped to the recon matrix) is written
+        only when every line is acquired; ``mask`` as ``(W,)`` (2D) or ``(Z|T, W)`` when it is
+        the same for all slices (otherwise omitted). The XML header is kept, with encodedSpace x
+        set to ``H`` when the readout oversampling was removed.
+        """
+        from gleam_mri.data.fastmri import write_fastmri
+
+        if self.averages_kept:
+            raise FastMRIFormatError(
+                path, "cannot write k-space with a separate averages axis; read with average=True"
+            )
+        mask = self.mask[:, 0, ..., 0, :]  # (S, W) or (S, Z|T, W)
+        fmask = mask[0].astype(np.float32) if (mask == mask[:1]).all() else None
+        target = rss_image(self.kspace, self.kind, self.header.get("recon_size"))
+        target = target if self.mask.all() else None
+        xml = self.header.get("xml")
+        if xml is not None and self.header.get("oversampling_removed"):
+            xml = _set_encoded_x(xml, self.kspace.shape[-2], self.header.get("recon_fov_mm"))
+        attrs = {"acquisition": self.header.get("acquisition") or "", "source": str(self.path)}
+        return write_fastmri(
+            path, self.kspace, target, header=xml, attrs=attrs, mask=fmask, kind=self.kind
+        )
+
+
+def centred_fft(x: np.ndarray, axes: tuple[int, ...], inverse: bool = False) -> np.ndarray:
+    """Centred orthonormal (inverse) FFT of ``x`` over ``axes`` (as ``gleam_mri.fft``)."""
+    transform = np.fft.ifftn if inverse else np.fft.fftn
+    x = transform(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho")
+    return np.fft.fftshift(x, axes=axes)
+
+
+def rss_image(kspace: np.ndarray, kind: str, recon_size: Any = None) -> np.ndarray:
+    """Root-sum-of-squares image ``(S, [Z|T,] h, w)`` float32 of ``kspace`` ``(S, C, *D)``.
+
+    Centred orthonormal inverse FFT over the encoded axes (3 for 3D, else 2), cropped centrally
+    to ``recon_size`` ``(x, y, z)`` where that is smaller.
+    """
+    axes = (-3, -2, -1) if kind == "3d" else (-2, -1)
+    image = centred_fft(kspace, axes, inverse=True)
+    out = np.sqrt((np.abs(image) ** 2).sum(axis=1)).astype(np.float32)
+    if recon_size is not None:
+        for axis, size in ((-2, recon_size[0]), (-1, recon_size[1])):
+            out = _crop(out, axis, int(size))
+    return out
+
+
+def _crop(x: np.ndarray, axis: int, size: int) -> np.ndarray:
+    n = x.shape[axis]
+    if size >= n or size < 1:
+        return x
+    start = n // 2 - size // 2
+    return np.take(x, range(start, start + size), axis=axis)
+
+
+def remove_readout_oversampling(kspace: np.ndarray, axis: int = -2) -> np.ndarray:
+    """Halve the readout FOV: centred inverse FFT along ``axis``, central crop, FFT back.
+
+    ``kspace`` complex, readout length ``N`` (even) along ``axis`` -> length ``N // 2``; the
+    image values inside the kept FOV are unchanged (orthonormal transforms).
+    """
+    n = kspace.shape[axis]
+    if n % 2:
+        raise ValueError(f"readout oversampling removal needs an even length, got {n}")
+    img = np.fft.fftshift(
+        np.fft.ifft(np.fft.ifftshift(kspace, axes=axis), axis=axis, norm="ortho"), axes=axis
+    )
+    img = _crop(img, axis, n // 2)
+    out = np.fft.fftshift(
+        np.fft.fft(np.fft.ifftshift(img, axes=axis), axis=axis, norm="ortho"), axes=axis
+    )
+    return out.astype(np.complex64)
+
+
+# ----------------------------------------------------------------------------------- header
+
+
+def _limits(root: ET.Element, source: Path) -> dict[str, tuple[int, int, int]]:
+    """``{limit name: (minimum, maximum, center)}`` of the first encoding's encodingLimits."""
+    box = _find(root, "encoding", "encodingLimits")
+    out: dict[str, tuple[int, int, int]] = {}
+    for node in [] if box is None else list(box):
+        values = []
+        for part in ("minimum", "maximum", "center"):
+            child = _find(node, part)
+            try:
+                values.append(int(child.text.strip()) if child is not None and child.text else 0)
+            except ValueError as err:
+                raise FastMRIFormatError(
+                    source, f"encodingLimits/{_local(node.tag)}/{part} is not an integer"
+                ) from err
+        if values[0] > values[1]:
+            raise FastMRIFormatError(
+                source, f"encodingLimits/{_local(node.tag)} has minimum > maximum: {values}"
+            )
+        out[_local(node.tag)] = (values[0], values[1], values[2])
+    return out
+
+
+def _set_encoded_x(xml: str, size: int, recon_fov: Any) -> str:
+    ET.register_namespace("", "http://www.ismrm.org/ISMRMRD")
+    root = ET.fromstring(xml)
+    space = _find(root, "encoding", "encodedSpace")
+    node = _find(space, "matrixSize", "x") if space is not None else None
+    if node is not None:
+        node.text = str(size)
+    fov = _find(space, "fieldOfView_mm", "x") if space is not None else None
+    if fov is not None and recon_fov is not None:
+        fov.text = str(recon_fov[0])
+    return ET.tostring(root, encoding="unicode")
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The parsed XML header of an ISMRMRD file (see :func:`read_ismrmrd_raw` for the keys)."""
+    path = Path(path)
+    with _open(path) as hf:
+        return _header(hf, path)
+
+
+def _header(hf: h5py.File, path: Path) -> dict[str, Any]:
+    if "dataset/xml" not in hf:
+        raise FastMRIFormatError(path, "no ISMRMRD header: /dataset/xml is missing")
+    raw = hf["dataset/xml"][()]
+    raw = raw.reshape(-1)[0] if isinstance(raw, np.ndarray) and raw.size else raw
+    xml = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    info = parse_ismrmrd_header(xml.encode("utf-8"), source=path)
+    if info["encoding_size"] is None:
+        raise FastMRIFormatError(path, "ISMRMRD header has no encoding/encodedSpace/matrixSize")
+    if min(info["encoding_size"]) < 1:
+        raise FastMRIFormatError(path, f"encodedSpace matrixSize {info['encoding_size']} < 1")
+    info["limits"] = _limits(ET.fromstring(xml.encode("utf-8")), path)
+    info["xml"] = xml
+    return info
+
+
+class _open:
+    """``h5py.File`` in read mode, with missing / non-HDF5 files reported by name."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise FastMRIFileNotFoundError(path, "file not found")
+        try:
+            self.hf = h5py.File(path, "r")
+        except OSError as err:
+            raise FastMRIFormatError(path, f"not an HDF5 file ({err})") from err
+
+    def __enter__(self) -> h5py.File:
+        return self.hf
+
+    def __exit__(self, *exc: object) -> None:
+        self.hf.close()
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def _counter_range(name: str, limits: dict, observed: np.ndarray) -> tuple[int, int]:
+    """``(minimum, size)`` of a counter: from its encoding limit, else from the data."""
+    limit = limits.get(LIMIT_NAMES[name])
+    if limit is None:
+        return 0, int(observed.max(initial=0)) + 1
+    return limit[0], limit[1] - limit[0] + 1
+
+
+def _check_in_limits(heads: np.ndarray, index: np.ndarray, limits: dict, path: Path) -> None:
+    """Raise naming the first acquisition (number ``index[i]``) outside an encoding limit."""
+    for counter, limit_name in LIMIT_NAMES.items():
+        limit = limits.get(limit_name)
+        if limit is None:
+            continue
+        values = heads["idx"][counter].astype(np.int64)
+        bad = np.flatnonzero((values < limit[0]) | (values > limit[1]))
+        if bad.size:
+            i = int(bad[0])
+            raise FastMRIFormatError(
+                path,
+                f"acquisition {index[i]} has {counter}={values[i]} outside the encoding limits "
+                f"{limit_name} {limit[0]}..{limit[1]}",
+            )
+
+
+def read_ismrmrd_raw(
+    path: str | Path,
+    average: bool = True,
+    remove_oversampling: bool = True,
+    include_calibration: bool = True,
+    repetition: int = 0,
+    contrast: int = 0,
+    set_index: int = 0,
+) -> RawKspace:
+    """Read an ISMRMRD HDF5 raw-data file into Cartesian k-space (module docstring).
+
+    ``average``: mean over averages (else a leading axis ``A``). ``repetition``, ``contrast``
+    and ``set_index`` select which of those counters is read. Raises
+    :class:`FastMRIFormatError` naming the file for a missing ``/dataset/data`` or ``xml``, a
+    malformed header, acquisitions outside the encoding limits or the encoded matrix,
+    inconsistent channel counts, and files without image acquisitions.
+    """
+    path = Path(path)
+    with _open(path) as hf:
+        info = _header(hf, path)
+        if "dataset/data" not in hf:
+            raise FastMRIFormatError(path, "no acquisitions: /dataset/data is missing")
+        data = hf["dataset/data"]
+        if data.dtype.names is None or not {"head", "data"} <= set(data.dtype.names):
+            raise FastMRIFormatError(path, "/dataset/data is not an ISMRMRD acquisition table")
+        records = [data[i : i + _CHUNK] for i in range(0, data.shape[0], _CHUNK)]
+    heads_all = np.concatenate([r["head"] for r in records]) if records else None
+    samples_all = [s for r in records for s in r["data"]]
+    if heads_all is None or heads_all.size == 0:
+        raise FastMRIFormatError(path, "/dataset/data holds no acquisitions")
+    return _assemble(
+        path, info, heads_all, samples_all, average, remove_oversampling, include_calibration,
+        {"repetition": repetition, "contrast": contrast, "set": set_index},
+    )  # fmt: skip
+
+
+def _assemble(
+    path: Path,
+    info: dict[str, Any],
+    heads: np.ndarray,
+    samples: list[np.ndarray],
+    average: bool,
+    remove_oversampling: bool,
+    include_calibration: bool,
+    select: dict[str, int],
+) -> RawKspace:
+    flags = heads["flags"].astype(np.uint64)
+    skip_bits = (*SKIPPED_BITS, *(() if include_calibration else (ACQ_IS_PARALLEL_CALIBRATION,)))
+    skip_mask = np.uint64(sum(flag_value(b) for b in skip_bits))
+    keep = ((flags & skip_mask) == 0) & (heads["encoding_space_ref"] == 0)
+    for counter, value in select.items():
+        keep &= heads["idx"][counter] == value
+    info["n_skipped"] = int((~keep).sum())
+    info["n_noise"] = int(((flags & np.uint64(flag_value(ACQ_IS_NOISE_MEASUREMENT))) != 0).sum())
+    index = np.flatnonzero(keep)
+    if index.size == 0:
+        raise FastMRIFormatError(
+            path, f"no image acquisitions (of {heads.size}, all skipped by flags or selection)"
+        )
+    _check_in_limits(heads[index], index, info["limits"], path)
+    chans = np.unique(heads["active_channels"][index])
+    if chans.size != 1 or chans[0] < 1:
+        raise FastMRIFormatError(path, f"inconsistent active_channels across acquisitions {chans}")
+    n_coils = int(chans[0])
+    x_size, y_size, z_size = info["encoding_size"]
+    limits = info["limits"]
+    idx = heads["idx"][index]
+    c1 = limits.get("kspace_encoding_step_1", (0, 0, y_size // 2))[2]
+    c2 = limits.get("kspace_encoding_step_2", (0, 0, z_size // 2))[2]
+    sizes = {}
+    for name in ("slice", "phase", "average"):
+        sizes[name] = _counter_range(name, limits, idx[name])
+    is_3d = z_size > 1
+    kind = "3d" if is_3d else ("cine" if sizes["phase"][1] > 1 else "2d")
+    if is_3d and sizes["phase"][1] > 1:
+        raise FastMRIFormatError(path, "3D data with several phases (3D cine) is not supported")
+    n_slices, n_avg = sizes["slice"][1], sizes["average"][1]
+    n_t = z_size if is_3d else sizes["phase"][1]
+    n_a = 1 if average else n_avg
+    acc = np.zeros((n_a, n_slices, n_coils, n_t, x_size, y_size), np.complex64)
+    counts = np.zeros((n_a, n_slices, n_t, y_size), np.int32)
+    for j, i in enumerate(index):
+        head = heads[i]
+        line = _line(path, int(i), head, samples[i], n_coils, x_size)
+        ky = int(idx["kspace_encode_step_1"][j]) - c1 + y_size // 2
+        kz = int(idx["kspace_encode_step_2"][j]) - c2 + z_size // 2 if is_3d else 0
+        if not (0 <= ky < y_size and 0 <= kz < z_size):
+            raise FastMRIFormatError(
+                path,
+                f"acquisition {i} (step_1={idx['kspace_encode_step_1'][j]}, "
+                f"step_2={idx['kspace_encode_step_2'][j]}) falls outside the encoded matrix "
+                f"{(x_size, y_size, z_size)} with centres ({c1}, {c2})",
+            )
+        s = int(idx["slice"][j]) - sizes["slice"][0]
+        t = kz if is_3d else int(idx["phase"][j]) - sizes["phase"][0]
+        a = 0 if average else int(idx["average"][j]) - sizes["average"][0]
+        acc[a, s, :, t, :, ky] += line
+        counts[a, s, t, ky] += 1
+    acc /= np.maximum(counts, 1)[:, :, None, :, None, :]
+    mask = (counts > 0)[:, :, None, :, None, :]
+    recon_x = (info["recon_size"] or (0,))[0]
+    info["oversampling_removed"] = bool(remove_oversampling and x_size == 2 * recon_x)
+    if info["oversampling_removed"]:
+        acc = remove_readout_oversampling(acc, axis=-2)
+    if kind == "2d":
+        acc, mask = acc[:, :, :, 0], mask[:, :, :, 0]
+    if average:
+        acc, mask = acc[0], mask[0]
+    info["n_averages"] = n_avg
+    return RawKspace(acc, mask, info, kind, path, averages_kept=not average)
+
+
+def _line(
+    path: Path, i: int, head: np.void, raw: np.ndarray, n_coils: int, x_size: int
+) -> np.ndarray:
+    """Samples ``(C, x_size)`` complex64 of acquisition ``i``, placed along the readout."""
+    n = int(head["number_of_samples"])
+    raw = np.asarray(raw, np.float32)
+    if raw.size != 2 * n * n_coils:
+        raise FastMRIFormatError(
+            path,
+            f"acquisition {i} holds {raw.size} floats, expected 2 x {n_coils} channels "
+            f"x {n} samples",
+        )
+    data = raw.view(np.complex64).reshape(n_coils, n)
+    pre, post = int(head["discard_pre"]), int(head["discard_post"])
+    data = data[:, pre : n - post]
+    centre = int(head["center_sample"]) - pre
+    if int(head["flags"]) & flag_value(ACQ_IS_REVERSE):
+        data, centre = data[:, ::-1], data.shape[1] - 1 - centre
+    m = data.shape[1]
+    start = 0 if m == x_size else x_size // 2 - centre
+    if start < 0 or start + m > x_size:
+        raise FastMRIFormatError(
+            path,
+            f"acquisition {i}: {m} samples with center_sample {centre} do not fit the encoded "
+            f"readout of {x_size}",
+        )
+    out = np.zeros((n_coils, x_size), np.complex64)
+    out[:, start : start + m] = data
+    return out
