@@ -71,7 +71,9 @@ def test_cli_simulate_train_eval_recon(data_dir, tmp_path, capsys):
     assert metrics.read_text().startswith("file,NMSE,PSNR,SSIM")
     test_file = sorted((data_dir / "test").glob("*.h5"))[0]
     recon_dir = tmp_path / "recon"
-    assert cli.main(["recon", str(ckpt), str(test_file), "-o", str(recon_dir)]) == 0
+    formats = ["--formats", "h5,nii,png,dcm"]
+    assert cli.main(["recon", str(ckpt), str(test_file), "-o", str(recon_dir), *formats]) == 0
+    assert len(list((recon_dir / f"{test_file.stem}_dicom").glob("*.dcm"))) == 2
     with h5py.File(recon_dir / f"{test_file.stem}.h5") as hf:
         assert hf["reconstruction"].shape == (2, 32, 24)
     assert nib.load(recon_dir / f"{test_file.stem}.nii.gz").shape == (24, 32, 2)

@@ -1,4 +1,4 @@
-"""The ``gleam`` command line: simulate | baseline | info | train | eval | recon | demo."""
+"""The ``gleam`` command line: simulate, baseline, info, train, eval, recon, convert, demo."""
 
 from __future__ import annotations
 
@@ -112,6 +112,17 @@ def _cmd_recon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from gleam_mri.convert import convert
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in args.inputs:
+        target = convert(path, out_dir / f"{Path(path).stem}.h5")
+        print(f"{path} -> {target}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gleam_mri.demo import run_demo
 
@@ -208,17 +219,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "recon",
         help="reconstruct fastMRI-layout files with a trained checkpoint",
-        description="Write OUT/<name>.h5 (dataset 'reconstruction'), .nii.gz and .png. Files "
+        description="Write OUT/<name>.h5 (dataset 'reconstruction'), .nii.gz, .png and, with "
+        "--formats ...,dcm, a DICOM series in OUT/<name>_dicom/. Files "
         "with their own mask are used as they are; fully sampled files are undersampled with "
         "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT maps.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint written by gleam train")
     p.add_argument("inputs", nargs="+", type=Path, help="fastMRI-layout .h5 files")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument("--formats", default="h5,nii,png", help="comma-separated: h5, nii, png")
+    p.add_argument(
+        "--formats", default="h5,nii,png", help="comma-separated: h5, nii, png, dcm (DICOM)"
+    )
     p.add_argument("--no-undersample", action="store_true", help="use all measured k-space")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_recon)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert raw data (ISMRMRD .h5, Siemens twix .dat, BART .cfl) to the fastMRI layout",
+        description="Read raw k-space (ISMRMRD HDF5 with the header's encoding limits, "
+        "Siemens twix via twixtools with the readout oversampling removed, or BART CFL) and "
+        "write OUT/<name>.h5 in the fastMRI layout (kspace, mask, reconstruction_rss when "
+        "fully sampled, ismrmrd_header).",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, help="raw-data files")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser(
         "demo",

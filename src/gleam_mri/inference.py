@@ -88,21 +88,45 @@ def reconstruct_file(
         image = _output_crop(reconstruct(run, batch), batch)
         slices.append(batch.denormalize(image.abs().cpu())[0].numpy().astype(np.float32))
     volume = np.stack(slices)  # (S, H, W) in 2D; (S, Z|T, H, W) in 3D / cine
-    return write_outputs(volume, path.stem, out_dir, formats, info.header)
+    return write_outputs(volume, path.stem, out_dir, formats, info.header, info.kind)
+
+
+OUTPUT_FORMATS = ("h5", "nii", "png", "dcm")
 
 
 def write_outputs(
-    volume: np.ndarray, stem: str, out_dir: str | Path, formats: tuple[str, ...], header: dict
+    volume: np.ndarray,
+    stem: str,
+    out_dir: str | Path,
+    formats: tuple[str, ...],
+    header: dict,
+    kind: str = "2d",
 ) -> list[Path]:
-    """Write a magnitude volume ``(S, ...)`` as HDF5 / NIfTI / PNG; returns the paths."""
+    """Write a magnitude volume ``(S, H, W)`` or ``(S, Z|T, H, W)`` as HDF5 / NIfTI / PNG / DICOM.
+
+    Voxel sizes come from the header's field of view and matrix (1 mm when it has none). DICOM
+    goes to the folder ``OUT/<stem>_dicom/``, one file per slice (and frame). Returns the paths.
+    """
     import h5py
 
+    from gleam_mri.io_outputs import (
+        voxel_size_from_header,
+        write_dicom_series,
+        write_nifti,
+        write_png,
+    )
+
+    unknown = set(formats) - set(OUTPUT_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown output formats {sorted(unknown)}; valid: {OUTPUT_FORMATS}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        voxel = voxel_size_from_header(header)
+    except ValueError:
+        voxel = (1.0, 1.0, 1.0)
+    volume_kind = None if kind == "2d" else kind
     written = []
-    unknown = set(formats) - {"h5", "nii", "png"}
-    if unknown:
-        raise ValueError(f"unknown output formats {sorted(unknown)}; valid: h5, nii, png")
     if "h5" in formats:
         target = out / f"{stem}.h5"
         tmp = target.with_suffix(".h5.tmp")
@@ -111,44 +135,17 @@ def write_outputs(
         tmp.replace(target)
         written.append(target)
     if "nii" in formats:
-        written.append(_write_nifti(volume, out / f"{stem}.nii.gz", header))
+        written.append(write_nifti(out / f"{stem}.nii.gz", volume, voxel, kind=volume_kind))
     if "png" in formats:
-        written.append(_write_png(volume, out / f"{stem}.png"))
+        written.append(write_png(out / f"{stem}.png", volume))
+    if "dcm" in formats:
+        files = write_dicom_series(
+            out / f"{stem}_dicom",
+            volume,
+            voxel,
+            series_description=f"gleam-mri reconstruction of {stem}",
+            kind=volume_kind,
+            overwrite=True,
+        )
+        written.append(files[0].parent)
     return written
-
-
-def _write_nifti(volume: np.ndarray, path: Path, header: dict) -> Path:
-    """NIfTI with voxel sizes from the header's reconstruction field of view (1 mm if absent)."""
-    import nibabel as nib
-
-    data = volume.reshape(-1, *volume.shape[-2:])  # (slices, H, W)
-    data = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))  # (W, H, slices): x, y, z
-    fov = header.get("recon_fov_mm") or header.get("encoding_fov_mm")
-    h, w = volume.shape[-2:]
-    if fov and all(fov):
-        spacing = (fov[1] / w, fov[0] / h, float(fov[2]) if volume.ndim == 3 else 1.0)
-    else:
-        spacing = (1.0, 1.0, 1.0)
-    nib.save(nib.Nifti1Image(data, np.diag([*spacing, 1.0])), str(path))
-    return path
-
-
-def _write_png(volume: np.ndarray, path: Path) -> Path:
-    """PNG montage of up to 8 evenly spaced slices (frames / partitions) of the volume."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    images = volume.reshape(-1, *volume.shape[-2:])
-    picks = np.linspace(0, len(images) - 1, min(8, len(images))).round().astype(int)
-    fig = Figure(figsize=(2.5 * len(picks), 2.7))
-    vmax = float(np.percentile(images, 99.5)) or 1.0
-    for j, index in enumerate(picks):
-        ax = fig.add_subplot(1, len(picks), j + 1)
-        ax.imshow(images[index], cmap="gray", vmin=0, vmax=vmax)
-        ax.set_title(f"{index}", fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path

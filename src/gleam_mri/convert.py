@@ -1,0 +1,75 @@
+"""``gleam convert``: raw data (ISMRMRD HDF5, Siemens twix, BART CFL) -> the fastMRI layout.
+
+The format is recognised from the file itself: ``.dat`` files are Siemens twix, ``.cfl`` /
+``.hdr`` pairs are BART, HDF5 files with ``/dataset`` are ISMRMRD raw data. Converted files are
+ordinary fastMRI-layout files (:mod:`gleam_mri.data.fastmri`) that ``gleam recon``, ``gleam eval``
+and the datasets read; files without coil maps get ESPIRiT maps there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
+from gleam_mri.data.ismrmrd_raw import RawKspace
+
+FORMATS = ("ismrmrd", "twix", "cfl")
+
+
+def detect_format(path: str | Path) -> str:
+    """``"ismrmrd"``, ``"twix"`` or ``"cfl"`` for a raw-data file; clear errors otherwise."""
+    path = Path(path)
+    if path.suffix in (".cfl", ".hdr") or path.with_suffix(".hdr").exists():
+        return "cfl"
+    if not path.exists():
+        raise FastMRIFileNotFoundError(path, "no such file")
+    if path.suffix == ".dat":
+        return "twix"
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as hf:
+            if "dataset" in hf:
+                return "ismrmrd"
+            if "kspace" in hf:
+                raise FastMRIFormatError(path, "already in the fastMRI layout: nothing to convert")
+    raise FastMRIFormatError(
+        path, "not a recognised raw-data file (ISMRMRD .h5, Siemens twix .dat or BART .cfl/.hdr)"
+    )
+
+
+def read_cfl_kspace(path: str | Path) -> RawKspace:
+    """BART k-space ``(READ, PHS1, PHS2, COIL, ..., TIME)`` as one gleam sample, mask from zeros."""
+    from gleam_mri.data.cfl import PHS2_DIM, TIME_DIM, cfl_to_gleam, read_cfl
+
+    base = Path(path).with_suffix("")
+    bart = read_cfl(base)
+    dims = bart.shape + (1,) * (16 - bart.ndim)
+    kind = "cine" if dims[TIME_DIM] > 1 else "3d" if dims[PHS2_DIM] > 1 else "2d"
+    try:
+        kspace = cfl_to_gleam(bart)[None]  # (1, C, *D)
+    except ValueError as err:
+        raise FastMRIFormatError(base.with_suffix(".cfl"), str(err)) from err
+    sampled = np.abs(kspace).sum(axis=(1, -2)) > 0  # (1, W) or (1, Z|T, W)
+    mask = sampled[:, None, None, :] if kind == "2d" else sampled[:, None, :, None, :]
+    return RawKspace(kspace, mask, {}, kind, base.with_suffix(".cfl"))
+
+
+def read_raw(path: str | Path) -> RawKspace:
+    """Read any supported raw-data file into gleam's k-space layout."""
+    fmt = detect_format(path)
+    if fmt == "cfl":
+        return read_cfl_kspace(path)
+    if fmt == "twix":
+        from gleam_mri.data.twix import read_twix
+
+        return read_twix(path)
+    from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw
+
+    return read_ismrmrd_raw(path)
+
+
+def convert(path: str | Path, out: str | Path) -> Path:
+    """Convert a raw-data file to a fastMRI-layout HDF5 file ``out``; returns ``out``."""
+    return read_raw(path).to_fastmri(out)

@@ -1,0 +1,60 @@
+"""gleam convert: BART CFL, ISMRMRD and twix raw data to the fastMRI layout, then reconstruct."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gleam_mri import cli
+from gleam_mri.convert import detect_format, read_raw
+from gleam_mri.data.cfl import gleam_to_cfl, write_cfl
+from gleam_mri.data.errors import FastMRIFormatError
+from gleam_mri.data.fastmri import read_fastmri
+from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
+
+
+@pytest.mark.parametrize(
+    "kind,shape", [("2d", (24, 20)), ("3d", (6, 16, 12)), ("cine", (4, 16, 12))]
+)
+def test_cfl_to_fastmri_round_trip(tmp_path, kind, shape):
+    rng = np.random.default_rng(0)
+    kspace = (rng.standard_normal((3, *shape)) + 1j * rng.standard_normal((3, *shape))).astype(
+        np.complex64
+    )
+    kspace[..., 1::3] = 0  # unsampled phase-encoding lines
+    write_cfl(tmp_path / "scan", gleam_to_cfl(kspace, kind))
+    assert detect_format(tmp_path / "scan.cfl") == "cfl"
+    raw = read_raw(tmp_path / "scan.cfl")
+    assert raw.kind == kind
+    np.testing.assert_array_equal(raw.kspace[0], kspace)
+    out = tmp_path / "out"
+    assert cli.main(["convert", str(tmp_path / "scan.cfl"), "-o", str(out)]) == 0
+    vol = read_fastmri(out / "scan.h5")
+    assert vol.kind == kind
+    np.testing.assert_array_equal(vol.kspace[0], kspace)
+    assert vol.mask is not None and vol.mask[..., 1::3].sum() == 0 and vol.mask[..., ::3].all()
+    assert vol.reconstruction_rss is None  # undersampled: no reference
+
+
+def test_convert_errors_name_the_file(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_synthetic_dataset(
+        data, SyntheticSpec(n_volumes=1, slices_per_volume=1, shape=(16, 16), n_coils=2), False
+    )
+    fastmri_file = next((data / "train").glob("*.h5"))
+    with pytest.raises(FastMRIFormatError, match="already in the fastMRI layout"):
+        detect_format(fastmri_file)
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("hello")
+    assert cli.main(["convert", str(garbage), "-o", str(tmp_path / "o")]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert cli.main(["convert", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "o")]) == 2
+
+
+def test_convert_real_twix_file(shared_data, tmp_path):
+    pytest.importorskip("twixtools")
+    out = tmp_path / "out"
+    assert cli.main(["convert", str(shared_data / "twix" / "gre.dat"), "-o", str(out)]) == 0
+    vol = read_fastmri(out / "gre.h5")
+    assert vol.kspace.shape == (1, 2, 160, 160)
+    assert np.isfinite(vol.kspace).all() and np.abs(vol.kspace).max() > 0
