@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,29 @@ def test_convert_real_twix_file(shared_data, tmp_path):
     vol = read_fastmri(out / "gre.h5")
     assert vol.kspace.shape == (1, 2, 160, 160)
     assert np.isfinite(vol.kspace).all() and np.abs(vol.kspace).max() > 0
+
+
+def test_recon_reads_raw_formats_directly(tmp_path):
+    """gleam recon on a BART CFL file: converted on the fly, reconstructed to NIfTI and DICOM."""
+    import nibabel as nib
+
+    from gleam_mri.config import load_config
+    from gleam_mri.training.loop import fit
+
+    data = tmp_path / "data"
+    spec = SyntheticSpec(n_volumes=3, slices_per_volume=1, shape=(32, 24), n_coils=3, seed=2)
+    write_synthetic_dataset(data, spec, progress=False)
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml")
+    sets = [f"data.root={data}", f"train.out_dir={tmp_path / 'run'}", "train.steps=2"]
+    sets += ["model.unrolls=2", "strategy.modules=2", "model.features=4", "model.blocks=1"]
+    sets += ["train.tensorboard=false", "train.device=cpu", "train.val_every=0"]
+    sets += ["data.batch_size=1"]
+    fit(load_config(config, sets), progress=False)
+    test_file = next((data / "test").glob("*.h5"))
+    kspace = read_fastmri(test_file).kspace[0]  # (C, H, W), fully sampled
+    write_cfl(tmp_path / "raw", gleam_to_cfl(kspace, "2d"))
+    out = tmp_path / "recon"
+    args = ["recon", str(tmp_path / "run" / "last.pt"), str(tmp_path / "raw.cfl"), "-o", str(out)]
+    assert cli.main([*args, "--formats", "nii,dcm"]) == 0
+    assert nib.load(out / "raw.nii.gz").shape == (24, 32, 1)
+    assert len(list((out / "raw_dicom").glob("*.dcm"))) == 1

@@ -218,14 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "recon",
-        help="reconstruct fastMRI-layout files with a trained checkpoint",
+        help="reconstruct fastMRI, ISMRMRD, twix or BART CFL files with a trained checkpoint",
         description="Write OUT/<name>.h5 (dataset 'reconstruction'), .nii.gz, .png and, with "
         "--formats ...,dcm, a DICOM series in OUT/<name>_dicom/. Files "
         "with their own mask are used as they are; fully sampled files are undersampled with "
         "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT maps.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint written by gleam train")
-    p.add_argument("inputs", nargs="+", type=Path, help="fastMRI-layout .h5 files")
+    p.add_argument(
+        "inputs", nargs="+", type=Path, help="fastMRI .h5, ISMRMRD .h5, twix .dat or BART .cfl"
+    )
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--formats", default="h5,nii,png", help="comma-separated: h5, nii, png, dcm (DICOM)"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -61,6 +63,14 @@ def _output_crop(image: torch.Tensor, batch: MRIBatch) -> torch.Tensor:
     return image
 
 
+def _is_fastmri_layout(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file with a ``kspace`` dataset (else: raw data to convert)."""
+    if path.suffix != ".h5" or not path.exists() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as hf:
+        return "kspace" in hf
+
+
 def reconstruct_file(
     ckpt: str | Path,
     path: str | Path,
@@ -69,15 +79,22 @@ def reconstruct_file(
     undersample: bool = True,
     device: str = "auto",
 ) -> list[Path]:
-    """Reconstruct every slice of a fastMRI-layout file; returns the written files.
+    """Reconstruct every slice of a file; returns the written files.
 
-    Files with their own ``mask`` (fastMRI test data) are reconstructed as they are. Fully sampled
-    files are undersampled with the checkpoint's training mask when ``undersample`` (to see what
-    the network does at that acceleration), else reconstructed from all their k-space. Files
-    without ``maps`` get ESPIRiT maps.
+    Raw data (ISMRMRD HDF5, Siemens twix, BART CFL) is converted to the fastMRI layout first
+    (:mod:`gleam_mri.convert`). Files with their own ``mask`` (fastMRI test data) are
+    reconstructed as they are. Fully sampled files are undersampled with the checkpoint's
+    training mask when ``undersample`` (to see what the network does at that acceleration),
+    else reconstructed from all their k-space. Files without ``maps`` get ESPIRiT maps.
     """
     run, _ = load_run(ckpt, device)
     path = Path(path)
+    if not _is_fastmri_layout(path):
+        with tempfile.TemporaryDirectory() as tmp:
+            from gleam_mri.convert import convert
+
+            converted = convert(path, Path(tmp) / f"{path.stem}.h5")
+            return reconstruct_file(ckpt, converted, out_dir, formats, undersample, device)
     info = inspect_fastmri(path)
     maps = run.cfg.data.maps if info.has_maps else "espirit"
     mask = run.cfg.data.mask if undersample and not info.has_mask else None
@@ -107,8 +124,6 @@ def write_outputs(
     Voxel sizes come from the header's field of view and matrix (1 mm when it has none). DICOM
     goes to the folder ``OUT/<stem>_dicom/``, one file per slice (and frame). Returns the paths.
     """
-    import h5py
-
     from gleam_mri.io_outputs import (
         voxel_size_from_header,
         write_dicom_series,
