@@ -75,6 +75,8 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     max_val_items: int | None = field(default=None, metadata=_min(1))
+    slab: int | None = field(default=None, metadata=_min(1))  # 3D: train on readout slabs
+    slab_overlap: int = field(default=0, metadata=_min(0))  # 3D slab inference overlap
 
 
 @dataclass

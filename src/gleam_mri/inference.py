@@ -63,6 +63,22 @@ def _output_crop(image: torch.Tensor, batch: MRIBatch) -> torch.Tensor:
     return image
 
 
+def _reconstruct_in_slabs(run, batch: MRIBatch, slab: int, overlap: int) -> torch.Tensor:
+    """``(1, Z, H, W)`` image of a 3D item, reconstructed slab by slab (normalised scale)."""
+    from gleam_mri.data.slabs import reconstruct_volume_in_slabs
+
+    image = reconstruct_volume_in_slabs(
+        lambda b: reconstruct(run, b),
+        batch.kspace[0],
+        batch.mask[0],
+        batch.maps[0],
+        min(slab, batch.kspace.shape[-2]),
+        overlap,
+        normalize=False,  # the item is already normalised as a whole
+    )
+    return image[None]
+
+
 def _is_fastmri_layout(path: Path) -> bool:
     """Whether ``path`` is an HDF5 file with a ``kspace`` dataset (else: raw data to convert)."""
     if path.suffix != ".h5" or not path.exists() or not h5py.is_hdf5(path):
@@ -99,10 +115,14 @@ def reconstruct_file(
     maps = run.cfg.data.maps if info.has_maps else "espirit"
     mask = run.cfg.data.mask if undersample and not info.has_mask else None
     dataset = open_dataset(path, mask, maps, deterministic_masks=True)
+    slab = run.cfg.data.slab if info.kind == "3d" else None
     slices = []
     for i in range(len(dataset)):
         batch = dataset[i]
-        image = _output_crop(reconstruct(run, batch), batch)
+        if slab is not None:  # memory-bounded: one readout slab at a time
+            image = _reconstruct_in_slabs(run, batch, slab, run.cfg.data.slab_overlap)
+        else:
+            image = _output_crop(reconstruct(run, batch), batch)
         slices.append(batch.denormalize(image.abs().cpu())[0].numpy().astype(np.float32))
     volume = np.stack(slices)  # (S, H, W) in 2D; (S, Z|T, H, W) in 3D / cine
     return write_outputs(volume, path.stem, out_dir, formats, info.header, info.kind)

@@ -127,6 +127,23 @@ def validate(run: Run, loader, loss_fn) -> tuple[dict[str, float], list]:
     return out, results
 
 
+def training_dataset(cfg: Config, folder: Path, deterministic_masks: bool = False):
+    """The dataset of a split: slices / volumes, or readout slabs of 3D volumes (``data.slab``)."""
+    if cfg.data.slab is None:
+        return open_dataset(folder, cfg.data.mask, cfg.data.maps, deterministic_masks)
+    from gleam_mri.data.slabs import SlabDataset
+    from gleam_mri.physics.masks import build_mask_func
+
+    return SlabDataset(
+        folder,
+        cfg.data.slab,
+        cfg.data.slab_overlap,
+        mask_func=build_mask_func(cfg.data.mask) if cfg.data.mask else None,
+        maps=cfg.data.maps,
+        deterministic_masks=deterministic_masks,
+    )
+
+
 def _due(done: int, every: int, total: int) -> bool:
     """Whether a periodic action (``every`` steps; 0 = only at the end) runs after step ``done``."""
     return done == total or (every > 0 and done % every == 0)
@@ -135,11 +152,9 @@ def _due(done: int, every: int, total: int) -> bool:
 def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train ``cfg``; returns the path of the last checkpoint. Raises :class:`TrainingStopped`."""
     root = Path(cfg.data.root)
-    train_set = open_dataset(root / cfg.data.train_split, cfg.data.mask, cfg.data.maps)
+    train_set = training_dataset(cfg, root / cfg.data.train_split)
     kind = train_set.infos[0].kind
-    val_set = open_dataset(
-        root / cfg.data.val_split, cfg.data.mask, cfg.data.maps, deterministic_masks=True
-    )
+    val_set = training_dataset(cfg, root / cfg.data.val_split, deterministic_masks=True)
     run = build_run(cfg, kind)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run.out_dir / "last.pt"
