@@ -16,12 +16,7 @@ MODELS = ["pgd", "modl", "varnet"]
 KINDS = ["2d", "3d", "cine"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str, kind: str, unrolls: int = 3, invertible: bool = False, **extra):

@@ -22,13 +22,7 @@ VARIANTS = {  # name -> make_net keyword arguments
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread start-up would dominate on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gradients(name: str, net, batch, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:

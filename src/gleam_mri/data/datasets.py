@@ -86,6 +86,28 @@ def espirit_estimate(
     return maps.to(torch.complex64)
 
 
+def normalized_item(
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    maps: torch.Tensor,
+    target: torch.Tensor | None,
+    scale: torch.Tensor,
+    fft_ndim: int,
+    meta: dict[str, Any],
+) -> MRIBatch:
+    """One sample (``(C, *D)`` k-space and maps, ``(1, *D)`` mask) as a B=1 batch, divided by
+    ``scale`` ``(1,)``."""
+    return MRIBatch(
+        kspace=(kspace / scale)[None],
+        mask=mask[None],
+        maps=maps[None],
+        target=None if target is None else (target / scale)[None],
+        scale=scale,
+        fft_ndim=fft_ndim,
+        meta=[meta],
+    )
+
+
 class _FastMRIDataset(Dataset):
     """Shared indexing and item construction; subclasses fix the accepted file kinds."""
 
@@ -238,15 +260,7 @@ class _FastMRIDataset(Dataset):
             "encoding_size": info.header.get("encoding_size"),
             "recon_size": info.header.get("recon_size"),
         }
-        return MRIBatch(
-            kspace=(kspace / scale)[None],
-            mask=mask[None],
-            maps=maps[None],
-            target=None if target is None else (target / scale)[None],
-            scale=scale,
-            fft_ndim=fft_ndim,
-            meta=[meta],
-        )
+        return normalized_item(kspace, mask, maps, target, scale, fft_ndim, meta)
 
 
 class SliceDataset(_FastMRIDataset):

@@ -33,6 +33,7 @@ from gleam_mri.data.datasets import (
     MaskFunc,
     VolumeDataset,
     espirit_estimate,
+    normalized_item,
 )
 from gleam_mri.data.fastmri import read_fastmri
 from gleam_mri.fft import ifftnc
@@ -227,15 +228,7 @@ class SlabDataset(VolumeDataset):
             "mask_seed": seed,
             "acquisition": info.attrs.get("acquisition"),
         }
-        return MRIBatch(
-            kspace=(kspace / scale)[None],
-            mask=mask[None],
-            maps=maps[None],
-            target=None if target is None else (target / scale)[None],
-            scale=scale,
-            fft_ndim=3,
-            meta=[meta],
-        )
+        return normalized_item(kspace, mask, maps, target, scale, 3, meta)
 
 
 def _ramp_weights(bounds: list[tuple[int, int]], j: int, device: torch.device) -> torch.Tensor:
