@@ -73,6 +73,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gleam_mri.training.loop import TrainingStopped, fit
 
     cfg = load_config(args.config, args.set)
+    if cfg.strategy.name == "pipeline":
+        from gleam_mri.training.distributed import fit_pipeline
+
+        if args.resume:
+            raise ValueError("--resume is not supported for strategy.name=pipeline yet")
+        print(f"stage checkpoints and merged checkpoint: {fit_pipeline(cfg).parent}")
+        return 0
     try:
         ckpt = fit(cfg, resume=args.resume, progress=not args.quiet)
     except TrainingStopped as err:
@@ -190,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an unrolled network (GLEAM greedy or a baseline strategy)",
         description="Train with a YAML config (see configs/); any field can be overridden with "
         "--set key.sub=value. Writes last.pt, config.yaml, metrics.jsonl and TensorBoard logs "
-        "to train.out_dir.",
+        "to train.out_dir. Pipelined GLEAM (one process per stage): torchrun --standalone "
+        "--nproc-per-node N -m gleam_mri.cli train CONFIG --set strategy.name=pipeline.",
     )
     p.add_argument("config", type=Path, help="YAML config file")
     p.add_argument(

@@ -151,6 +151,8 @@ def _due(done: int, every: int, total: int) -> bool:
 
 def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train ``cfg``; returns the path of the last checkpoint. Raises :class:`TrainingStopped`."""
+    if cfg.strategy.name == "pipeline":
+        raise ValueError("strategy.name=pipeline runs under torchrun (see gleam train --help)")
     root = Path(cfg.data.root)
     train_set = training_dataset(cfg, root / cfg.data.train_split)
     kind = train_set.infos[0].kind
@@ -228,6 +230,8 @@ def load_run(path: str | Path, device: str = "auto") -> tuple[Run, dict]:
             raise ValueError(f"{path}: not a gleam-mri training checkpoint (no {key!r} entry)")
     cfg = config_from_dict(ckpt["config"])
     cfg.train.device = device
+    if cfg.strategy.name == "pipeline":  # reconstruction only: any single-process strategy does
+        cfg.strategy.name = "greedy"
     run = build_run(cfg, ckpt["kind"])
     check_compatible(ckpt, config_to_dict(cfg)["model"], path, model=run.net)
     run.net.load_state_dict(ckpt["model"])
