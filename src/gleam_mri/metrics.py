@@ -121,15 +121,21 @@ def _ssim_slice(
     def box(a: np.ndarray) -> np.ndarray:
         return uniform_filter(a, size=win_size)[valid]
 
+    return float(np.mean(_ssim_map(box, x, y, cov_norm, k1 * data_range, k2 * data_range)))
+
+
+def _ssim_map(box, x, y, cov_norm: float, l1, l2):
+    """SSIM map from a local-mean function ``box`` (numpy or torch arrays alike).
+
+    ``l1 = K1 * data_range`` and ``l2 = K2 * data_range``; variances use the sample covariance
+    factor ``cov_norm = N / (N - 1)``, as scikit-image does.
+    """
     ux, uy = box(x), box(y)
     vx = cov_norm * (box(x * x) - ux * ux)
     vy = cov_norm * (box(y * y) - uy * uy)
     vxy = cov_norm * (box(x * y) - ux * uy)
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    num = (2 * ux * uy + c1) * (2 * vxy + c2)
-    den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-    return float(np.mean(num / den))
+    c1, c2 = l1**2, l2**2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
 def ssim(
@@ -288,13 +294,7 @@ def ssim_torch(
     def box(a: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(a, kernel_size=win_size, stride=1)
 
-    ux, uy = box(xs), box(ys)
-    vx = cov_norm * (box(xs * xs) - ux * ux)
-    vy = cov_norm * (box(ys * ys) - uy * uy)
-    vxy = cov_norm * (box(xs * ys) - ux * uy)
-    c1 = (k1 * rng) ** 2
-    c2 = (k2 * rng) ** 2
-    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    ssim_map = _ssim_map(box, xs, ys, cov_norm, k1 * rng, k2 * rng)
     # Every slice has the same number of valid positions, so this is the mean of slice SSIMs.
     return ssim_map.mean(dim=(1, 2, 3))
 
