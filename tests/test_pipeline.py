@@ -16,10 +16,10 @@ import torch.multiprocessing as mp
 
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.strategies.greedy import Greedy
-from gleam_mri.training.strategies.pipeline import PipelineGreedy
+from gleam_mri.training.strategies.pipeline import PipelineGreedy, PipelineLayout
 from models_for_tests import make_batch, make_net
 
-WORLD = 2
+STAGES = 2
 MODULES = 4
 LR = 3e-3
 TIMEOUT = 3.0  # seconds: point-to-point timeout of the stages
@@ -38,18 +38,35 @@ def free_port() -> int:
 
 
 def worker(
-    rank: int, port: int, out: str, steps: int, staleness: int, fault_at: int, fault: str
+    rank: int,
+    port: int,
+    out: str,
+    world: int,
+    replicas: int,
+    steps: int,
+    staleness: int,
+    fault_at: int,
+    fault: str,
+    resume_at: int,
 ) -> None:
-    """One stage; writes ``rank<r>.pt`` (owned params, metrics) or ``rank<r>.err`` on failure.
+    """One rank; writes ``rank<r>.pt`` (owned params, metrics) or ``rank<r>.err`` on failure.
 
     Rank 1 exits (``fault="exit"``) or hangs (``"hang"``) when asked for batch ``fault_at``.
+    ``resume_at > 0``: train that many steps, then continue in a *new* stage object (fresh net)
+    restored from the first one's ``state_dict`` (what a resumed run does).
     """
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     init_timeout = timedelta(seconds=INIT_TIMEOUT)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=init_timeout)
-    net = make_net("2d", depth=4)
-    stage = PipelineGreedy(net, build_loss("mse"), modules=MODULES, lr=LR, timeout=TIMEOUT)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=init_timeout)
+
+    def new_stage() -> PipelineGreedy:
+        net = make_net("2d", depth=4)
+        return PipelineGreedy(
+            net, build_loss("mse"), modules=MODULES, lr=LR, timeout=TIMEOUT, replicas=replicas
+        )
+
+    stage = new_stage()
 
     def source(step: int):
         if rank == 1 and step == fault_at:
@@ -57,10 +74,17 @@ def worker(
             if fault == "exit":
                 os._exit(3)
             time.sleep(10 * TIMEOUT)
-        return batch_for_step(step)
+        return batch_for_step(step).shard(stage.replica, replicas)
 
     try:
-        history = stage.train(steps, source, staleness=staleness)
+        if resume_at:
+            history = stage.train(resume_at, source, staleness=staleness)
+            saved = stage.state_dict()
+            stage = new_stage()
+            stage.load_state_dict(saved)
+            history += stage.train(steps - resume_at, source, staleness=staleness)
+        else:
+            history = stage.train(steps, source, staleness=staleness)
     except Exception as err:
         Path(out, f"rank{rank}.err").write_text(f"{time.time()!r}\n{err}\n{traceback.format_exc()}")
         raise
@@ -69,17 +93,34 @@ def worker(
 
 
 def run_stages(
-    tmp_path: Path, steps: int, staleness: int, fault_at: int = -1, fault: str = ""
+    tmp_path: Path,
+    steps: int,
+    staleness: int,
+    fault_at: int = -1,
+    fault: str = "",
+    replicas: int = 1,
+    resume_at: int = 0,
 ) -> list[int | None]:
-    """Run both stages in spawned processes; exit codes by rank (``None``: still running)."""
+    """Run ``STAGES x replicas`` ranks in spawned processes; exit codes by rank (None: alive)."""
+    world = STAGES * replicas
     ctx = mp.start_processes(
         worker,
-        args=(free_port(), str(tmp_path), steps, staleness, fault_at, fault),
-        nprocs=WORLD,
+        args=(
+            free_port(),
+            str(tmp_path),
+            world,
+            replicas,
+            steps,
+            staleness,
+            fault_at,
+            fault,
+            resume_at,
+        ),
+        nprocs=world,
         join=False,
         start_method="spawn",
     )
-    deadline = time.monotonic() + 45.0
+    deadline = time.monotonic() + 90.0
     for proc in ctx.processes[:1] if fault == "hang" else ctx.processes:
         proc.join(max(0.0, deadline - time.monotonic()))
     codes = [proc.exitcode for proc in ctx.processes]
@@ -90,14 +131,22 @@ def run_stages(
     return codes
 
 
-def stage_results(tmp_path: Path) -> tuple[dict[str, torch.Tensor], list[list[dict]]]:
+def stage_results(
+    tmp_path: Path, replicas: int = 1
+) -> tuple[dict[str, torch.Tensor], list[list[dict]]]:
+    """Parameters of every stage (replicas must agree exactly) and replica 0's histories."""
     params, histories = {}, []
-    for rank in range(WORLD):
-        result = torch.load(tmp_path / f"rank{rank}.pt")
-        assert result["state"]["modules"] == [2 * rank, 2 * rank + 1]  # balanced, contiguous
-        assert not params.keys() & result["state"]["params"].keys()
-        params.update(result["state"]["params"])
-        histories.append(result["history"])
+    for stage in range(STAGES):
+        results = [torch.load(tmp_path / f"rank{stage * replicas + r}.pt") for r in range(replicas)]
+        state = results[0]["state"]
+        assert state["modules"] == [2 * stage, 2 * stage + 1]  # balanced, contiguous
+        for other in results[1:]:  # replicas of a stage hold identical parameters
+            assert other["state"]["params"].keys() == state["params"].keys()
+            for name, value in state["params"].items():
+                assert torch.equal(other["state"]["params"][name], value), name
+        assert not params.keys() & state["params"].keys()
+        params.update(state["params"])
+        histories.append(results[0]["history"])
     return params, histories
 
 
@@ -108,9 +157,9 @@ def greedy_reference(steps: int) -> tuple[dict[str, torch.Tensor], list[float]]:
     return {n: p.detach() for n, p in net.named_parameters()}, losses
 
 
-def check_equals_greedy(tmp_path: Path, steps: int) -> list[list[dict]]:
-    """Both stages' parameters and last-module losses equal single-process Greedy's."""
-    params, histories = stage_results(tmp_path)
+def check_equals_greedy(tmp_path: Path, steps: int, replicas: int = 1) -> list[list[dict]]:
+    """Both stages' parameters (and, with one replica, last-module losses) equal Greedy's."""
+    params, histories = stage_results(tmp_path, replicas)
     reference, ref_losses = greedy_reference(steps)
     assert params.keys() == reference.keys()
     for name, value in reference.items():
@@ -118,8 +167,9 @@ def check_equals_greedy(tmp_path: Path, steps: int) -> list[list[dict]]:
     initial = dict(make_net("2d", depth=4).named_parameters())
     assert all(not torch.equal(params[n], initial[n]) for n in params)  # every module trained
     assert [h["step"] for h in histories[1]] == list(range(steps))
-    last = [h[f"loss/module_{MODULES - 1}"] for h in histories[1]]
-    assert last == pytest.approx(ref_losses, rel=1e-10)
+    if replicas == 1:  # with replicas, each logs the loss of its own shard
+        last = [h[f"loss/module_{MODULES - 1}"] for h in histories[1]]
+        assert last == pytest.approx(ref_losses, rel=1e-10)
     return histories
 
 
@@ -140,6 +190,37 @@ def test_overlapped_pipeline_converges_and_still_equals_greedy(tmp_path):
     assert first_module[-5:].mean() < first_module[:5].mean()
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_two_stages_times_two_replicas_equal_single_process_greedy(tmp_path):
+    """4 ranks: each replica trains on half of every batch; averaged gradients = full batch."""
+    assert run_stages(tmp_path, steps=4, staleness=1, replicas=2) == [0, 0, 0, 0]
+    check_equals_greedy(tmp_path, steps=4, replicas=2)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_restored_stage_state_continues_exactly(tmp_path):
+    """Stop after 3 steps, restore fresh stages from state_dict, 3 more = 6 uninterrupted."""
+    assert run_stages(tmp_path, steps=6, staleness=1, resume_at=3) == [0, 0]
+    histories = check_equals_greedy(tmp_path, steps=6)
+    assert [h["step"] for h in histories[0]] == list(range(6))
+
+
+def test_layout_is_stage_major():
+    layout = PipelineLayout.from_world(6, replicas=2)
+    assert (layout.stages, layout.replicas) == (3, 2)
+    assert [layout.position(r) for r in range(6)] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
+    assert layout.stage_ranks(1) == [2, 3]
+    with pytest.raises(ValueError, match="multiple of replicas"):
+        PipelineLayout.from_world(5, replicas=2)
+
+
 @pytest.mark.parametrize("fault", ["exit", "hang"])
 def test_dead_or_hung_stage_makes_peer_exit_with_clear_error(tmp_path, fault):
     codes = run_stages(tmp_path, steps=20, staleness=1, fault_at=2, fault=fault)
@@ -156,7 +237,7 @@ def test_bad_configuration_raises():
     loss = build_loss("mse")
     with pytest.raises(NotImplementedError, match="prologue"):
         PipelineGreedy(make_net("2d", 4, prologue=True), loss, rank=0, world_size=2)
-    with pytest.raises(ValueError, match="modules >= world size"):
+    with pytest.raises(ValueError, match="modules >= stages"):
         PipelineGreedy(make_net("2d", 4), loss, modules=2, rank=0, world_size=3)
     with pytest.raises(ValueError, match="timeout"):
         PipelineGreedy(make_net("2d", 4), loss, rank=0, world_size=1, timeout=0)

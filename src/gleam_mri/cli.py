@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -74,11 +75,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     if cfg.strategy.name == "pipeline":
-        from gleam_mri.training.distributed import fit_pipeline
+        from gleam_mri.training.distributed import PipelineStopped, fit_pipeline
+        from gleam_mri.training.strategies.pipeline import PipelinePeerError
 
-        if args.resume:
-            raise ValueError("--resume is not supported for strategy.name=pipeline yet")
-        print(f"stage checkpoints and merged checkpoint: {fit_pipeline(cfg).parent}")
+        try:
+            ckpt = fit_pipeline(cfg, resume=args.resume, progress=not args.quiet)
+        except (PipelineStopped, PipelinePeerError) as err:
+            print(f"gleam train: {err}", file=sys.stderr)
+            return 3
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"checkpoint: {ckpt}\nmetrics log: {ckpt.parent / 'metrics.jsonl'}")
         return 0
     try:
         ckpt = fit(cfg, resume=args.resume, progress=not args.quiet)
@@ -197,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an unrolled network (GLEAM greedy or a baseline strategy)",
         description="Train with a YAML config (see configs/); any field can be overridden with "
         "--set key.sub=value. Writes last.pt, config.yaml, metrics.jsonl and TensorBoard logs "
-        "to train.out_dir. Pipelined GLEAM (one process per stage): torchrun --standalone "
-        "--nproc-per-node N -m gleam_mri.cli train CONFIG --set strategy.name=pipeline.",
+        "to train.out_dir. Pipelined GLEAM (one process per stage and replica, "
+        "world = stages x strategy.replicas): torchrun --standalone --nproc-per-node N "
+        "-m gleam_mri.cli train CONFIG --set strategy.name=pipeline (see README).",
     )
     p.add_argument("config", type=Path, help="YAML config file")
     p.add_argument(
@@ -208,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set model.unrolls=16 (repeatable)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from train.out_dir/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from train.out_dir/last.pt (pipeline: from the newest step every stage "
+        "checkpointed)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

@@ -109,6 +109,7 @@ class StrategyConfig:
     name: Literal["e2e", "checkpoint", "invertible", "greedy", "pipeline"] = "e2e"
     modules: int | None = field(default=None, metadata=_min(1))
     staleness: int = field(default=1, metadata=_min(0))  # pipeline: batches in flight - 1
+    replicas: int = field(default=1, metadata=_min(1))  # pipeline: data-parallel copies per stage
     timeout: float = field(default=60.0, metadata=_min(0, strict=True))  # pipeline peer wait (s)
     mode: Literal["simultaneous", "sequential"] = "simultaneous"
     steps_per_module: int | None = field(default=None, metadata=_min(1))

@@ -115,6 +115,22 @@ class MRIBatch:
             meta=[dict(m) for m in self.meta],
         )
 
+    def shard(self, index: int, count: int) -> MRIBatch:
+        """Items ``[index * B / count, (index + 1) * B / count)``: replica ``index``'s equal share.
+
+        Raises ``ValueError`` unless ``count`` divides ``B`` and ``0 <= index < count``.
+        """
+        if count < 1 or self.batch_size % count or not 0 <= index < count:
+            raise ValueError(
+                f"cannot take shard {index} of {count} from a batch of {self.batch_size} "
+                "(the batch size must be a multiple of the shard count)"
+            )
+        size = self.batch_size // count
+        part = slice(index * size, (index + 1) * size)
+        return dataclasses.replace(
+            self._map(lambda t: None if t is None else t[part]), meta=self.meta[part]
+        )
+
     def operator(self) -> SenseOp:
         """The SENSE operator ``A = M F S`` of this batch."""
         return SenseOp(self.maps, self.mask, self.fft_ndim)

@@ -17,11 +17,28 @@ from gleam_mri.data.datasets import SliceDataset, VolumeDataset
 
 
 class StepBatches(Dataset):
-    """``batches[step]`` is the collated :class:`MRIBatch` of training step ``step``."""
+    """``batches[step]`` is the collated :class:`MRIBatch` of training step ``step``.
 
-    def __init__(self, dataset: SliceDataset | VolumeDataset, batch_size: int, seed: int) -> None:
+    ``shard=(i, n)``: only the ``i``-th of ``n`` equal, contiguous parts of every batch (data
+    parallelism: replica ``i`` loads only its own items).
+    """
+
+    def __init__(
+        self,
+        dataset: SliceDataset | VolumeDataset,
+        batch_size: int,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        index, count = (int(v) for v in shard)
+        if count < 1 or batch_size % count or not 0 <= index < count:
+            raise ValueError(
+                f"cannot take shard {index} of {count} of batches of {batch_size} items (the "
+                "batch size must be a multiple of the number of data-parallel replicas)"
+            )
+        self.shard = (index, count)
         if len(dataset) < batch_size:
             raise ValueError(
                 f"the training set has {len(dataset)} items, fewer than one batch of {batch_size}"
@@ -45,8 +62,14 @@ class StepBatches(Dataset):
         return int(np.random.SeedSequence([self.seed, step, item]).generate_state(1)[0])
 
     def __getitem__(self, step: int) -> MRIBatch:
-        items = [self.dataset.get(i, mask_seed=self.mask_seed(step, i)) for i in self.indices(step)]
-        return collate_batches(items)
+        """The batch of ``step`` (only this shard's items: equal to ``full.shard(*shard)``)."""
+        index, count = self.shard
+        mine = self.indices(step)
+        size = len(mine) // count
+        mine = mine[index * size : (index + 1) * size]
+        return collate_batches(
+            [self.dataset.get(i, mask_seed=self.mask_seed(step, i)) for i in mine]
+        )
 
 
 def step_loader(batches: StepBatches, start: int, stop: int, num_workers: int = 0) -> DataLoader:

@@ -1,102 +1,244 @@
-"""``gleam train`` with ``strategy.name=pipeline``: pipelined GLEAM, one process per stage.
+"""``gleam train`` with ``strategy.name=pipeline``: pipelined GLEAM, stages x replicas.
 
-Started by ``torchrun`` (gloo on CPU, NCCL on GPU); every rank builds the same model (same seed)
-and the same step-indexed batches, trains its stage with
-:class:`~gleam_mri.training.strategies.pipeline.PipelineGreedy`, writes ``stage<r>.pt``, and rank
-0 merges the stages into ``last.pt`` in the ordinary checkpoint format, so ``gleam eval`` and
-``gleam recon`` use it as they use any other run::
+Started by ``torchrun`` (gloo on CPU, NCCL on GPU) with ``world = stages x strategy.replicas``
+processes (layout: :mod:`gleam_mri.training.strategies.stage_link`). Every rank builds the same
+model (same seed) and the same step-indexed batches (replica ``i`` loads shard ``i`` of each
+batch, ``data.batch_size`` must be a multiple of ``strategy.replicas``) and trains its stage with
+:class:`~gleam_mri.training.strategies.pipeline.PipelineGreedy`.
 
-    torchrun --standalone --nproc-per-node 2 -m gleam_mri.cli train CONFIG \\
-        --set strategy.name=pipeline --set strategy.modules=8
+- Checkpoints: replica 0 of each stage writes ``stage<s>_step<N>.pt`` every ``train.ckpt_every``
+  steps and at the end (:mod:`gleam_mri.training.stage_checkpoints`); ``--resume`` continues
+  from the newest step every stage saved. At the end rank 0 gathers the stages' parameters and
+  writes ``last.pt`` in the ordinary format, so ``gleam eval`` / ``gleam recon`` use it as any
+  other run.
+- Validation (``train.val_every``): the whole chain runs on the validation set through the
+  pipeline links between two training steps; the last stage computes the fastMRI metrics.
+- Logging from one rank: replica 0 of the last stage writes ``metrics.jsonl`` (the final loss,
+  validation), TensorBoard and the progress bar; replica 0 of every stage writes its module
+  losses to ``metrics_stage<s>.jsonl``.
+
+One machine, N processes::
+
+    torchrun --standalone --nproc-per-node N -m gleam_mri.cli train CONFIG \\
+        --set strategy.name=pipeline --set strategy.modules=8 --set strategy.replicas=1
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from gleam_mri.config import Config, config_to_dict, save_config
 from gleam_mri.models.builders import build_model
-from gleam_mri.training.batches import StepBatches
-from gleam_mri.training.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from gleam_mri.recon.evaluate import evaluate, summarize
+from gleam_mri.training.batches import StepBatches, validation_loader
+from gleam_mri.training.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+)
+from gleam_mri.training.logging import RunLogger
 from gleam_mri.training.losses import build_loss
+from gleam_mri.training.stage_checkpoints import prune, resume_step, stage_file
+from gleam_mri.training.strategies.base import NonFiniteLossError
 from gleam_mri.training.strategies.pipeline import PipelineGreedy
 
 
-def fit_pipeline(cfg: Config) -> Path:
-    """Train this rank's stage; returns the merged checkpoint path (written by rank 0)."""
-    from gleam_mri.training.loop import training_dataset
+class PipelineStopped(RuntimeError):
+    """A stage met a non-finite loss; the per-stage checkpoints already written are kept."""
 
+
+def _due(done: int, every: int, total: int) -> bool:
+    return done == total or (every > 0 and done % every == 0)
+
+
+def fit_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
+    """Train this rank's stage (under torchrun); returns the merged checkpoint path."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ValueError(
-            "strategy.name=pipeline runs one process per stage: start it with "
+            "strategy.name=pipeline runs one process per stage and replica: start it with "
             "torchrun --standalone --nproc-per-node N -m gleam_mri.cli train CONFIG ..."
         )
     cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
     timeout = timedelta(seconds=max(60.0, 2 * cfg.strategy.timeout))
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     try:
-        rank = dist.get_rank()
         device = torch.device("cpu")
         if cuda:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
-        root = Path(cfg.data.root)
-        train_set = training_dataset(cfg, root / cfg.data.train_split)
-        kind = train_set.infos[0].kind
-        torch.manual_seed(cfg.train.seed)
-        net = build_model(cfg.model, kind).to(device)
-        module_loss = build_loss(cfg.strategy.module_loss) if cfg.strategy.module_loss else None
-        stage = PipelineGreedy(
-            net,
-            build_loss(cfg.train.loss),
-            modules=cfg.strategy.modules,
-            module_loss=module_loss,
-            optimizer=cfg.optim.name,
-            lr=cfg.optim.lr,
-            optimizer_kwargs=dict(cfg.optim.kwargs),
-            grad_clip=cfg.optim.grad_clip,
-            timeout=cfg.strategy.timeout,
-        )
-        batches = StepBatches(train_set, cfg.data.batch_size, cfg.train.seed)
-        records = stage.train(
-            cfg.train.steps, lambda t: batches[t].to(device), staleness=cfg.strategy.staleness
-        )
-        out = Path(cfg.train.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / f"metrics_stage{rank}.jsonl").open("w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        save_checkpoint(out / f"stage{rank}.pt", stage.state_dict())
-        dist.barrier()
-        if rank == 0:
-            _merge(cfg, net, kind, out, dist.get_world_size())
-        dist.barrier()
-        return out / "last.pt"
+        return _PipelineRun(cfg, device, resume, progress).run()
     finally:
         dist.destroy_process_group()
 
 
-def _merge(cfg: Config, net: torch.nn.Module, kind: str, out: Path, world: int) -> None:
-    """Write ``last.pt`` (the ordinary checkpoint format) from the stages' parameters."""
-    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    for r in range(world):
-        stage = load_checkpoint(out / f"stage{r}.pt")
-        state.update(stage["params"])
-    save_config(cfg, out / "config.yaml")
-    save_checkpoint(
-        out / "last.pt",
-        {
-            "step": cfg.train.steps,
-            "kind": kind,
-            "config": config_to_dict(cfg),
-            "model_config": config_to_dict(cfg)["model"],
-            "model": state,
-            "strategy": {"name": "pipeline", "stages": world},
-            "rng": rng_state(),
-        },
-    )
+class _PipelineRun:
+    """One rank's run: data, stage, resume, hooks (validation, checkpoints, logs), merge."""
+
+    def __init__(self, cfg: Config, device: torch.device, resume: bool, progress: bool) -> None:
+        from gleam_mri.training.loop import training_dataset
+
+        self.cfg, self.device = cfg, device
+        root = Path(cfg.data.root)
+        train_set = training_dataset(cfg, root / cfg.data.train_split)
+        self.kind = train_set.infos[0].kind
+        val_set = training_dataset(cfg, root / cfg.data.val_split, deterministic_masks=True)
+        torch.manual_seed(cfg.train.seed)
+        self.net = build_model(cfg.model, self.kind).to(device)
+        s = cfg.strategy
+        self.stage = PipelineGreedy(
+            self.net,
+            build_loss(cfg.train.loss),
+            modules=s.modules,
+            module_loss=build_loss(s.module_loss) if s.module_loss else None,
+            optimizer=cfg.optim.name,
+            lr=cfg.optim.lr,
+            optimizer_kwargs=dict(cfg.optim.kwargs),
+            grad_clip=cfg.optim.grad_clip,
+            timeout=s.timeout,
+            replicas=s.replicas,
+        )
+        self.layout = self.stage.layout
+        self.out = Path(cfg.train.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.start = resume_step(self.out, self.layout, self.stage.rank, resume)
+        if self.start:
+            self._load(stage_file(self.out, self.stage.stage, self.start))
+        shard = (self.stage.replica, self.layout.replicas)
+        self.batches = StepBatches(train_set, cfg.data.batch_size, cfg.train.seed, shard=shard)
+        self.val_loader = validation_loader(val_set, cfg.data.batch_size, cfg.data.max_val_items)
+        self.saves = self.stage.replica == 0
+        self.logs = self.saves and self.stage.is_last
+        self.stage_log = None
+        self.logger = None
+        self.bar = None
+        if self.saves:
+            name = f"metrics_stage{self.stage.stage}.jsonl"
+            self.stage_log = RunLogger(self.out, self.start, tensorboard=False, filename=name)
+        if self.logs:
+            save_config(cfg, self.out / "config.yaml")
+            self.logger = RunLogger(self.out, self.start, tensorboard=cfg.train.tensorboard)
+            self.bar = tqdm(
+                total=cfg.train.steps,
+                initial=self.start,
+                desc=f"pipeline ({self.layout.stages} stages x {self.layout.replicas} replicas)",
+                unit="step",
+                disable=not progress,
+            )
+
+    def _load(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        check_compatible(state, config_to_dict(self.cfg)["model"], path)
+        try:
+            self.stage.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+
+    # ------------------------------------------------------------------ hooks
+
+    def validate(self, done: int) -> None:
+        """Run the whole chain on the validation set; the last stage scores and logs it."""
+        batches = (b.to(self.device) for b in self.val_loader)
+        if not self.stage.is_last:
+            for i, batch in enumerate(batches):
+                self.stage.forward_chain(batch, i)
+            return
+        counter, losses = itertools.count(), []
+        loss_fn = build_loss(self.cfg.train.loss)
+
+        def reconstruct(batch):
+            image = self.stage.forward_chain(batch, next(counter))
+            losses.append(float(loss_fn(image, batch)))
+            return image
+
+        results = evaluate(batches, reconstruct, device=self.device)
+        metrics = {f"val/{k}": v["mean"] for k, v in summarize(results).items()}
+        metrics["val/loss"] = sum(losses) / max(len(losses), 1)
+        if self.logger is not None:
+            images = _due(done, self.cfg.train.image_every, self.cfg.train.steps)
+            self.logger.validation(done, metrics, results if images else [])
+            self.bar.write(
+                f"step {done}: val loss {metrics['val/loss']:.4g}  "
+                f"PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
+            )
+
+    def on_step(self, done: int, metrics: dict[str, Any]) -> None:
+        train = self.cfg.train
+        if self.saves and _due(done, train.log_every, train.steps):
+            self.stage_log.scalars(done, metrics)
+        if self.logs:
+            if _due(done, train.log_every, train.steps):
+                last = metrics[f"loss/module_{self.stage.n_modules - 1}"]
+                self.logger.scalars(done, {"loss": last})
+            self.bar.update(1)
+        if _due(done, train.val_every, train.steps) and train.val_every > 0:
+            self.validate(done)
+        if self.saves and _due(done, train.ckpt_every, train.steps):
+            state = {**self.stage.state_dict(), "model_config": config_to_dict(self.cfg)["model"]}
+            save_checkpoint(stage_file(self.out, self.stage.stage, done), state)
+            lag = self.cfg.strategy.staleness + 1
+            prune(self.out, self.layout, self.stage.stage, done, train.ckpt_every, lag)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        try:
+            if self.start == 0 and cfg.train.val_every > 0:
+                self.validate(0)
+            self.stage.train(
+                cfg.train.steps - self.start,
+                lambda t: self.batches[t].to(self.device),
+                staleness=cfg.strategy.staleness,
+                on_step=self.on_step,
+            )
+        except NonFiniteLossError as err:
+            raise PipelineStopped(
+                f"training stopped: {err}. The per-stage checkpoints written so far are kept in "
+                f"{self.out} (continue with --resume after fixing the cause)"
+            ) from err
+        finally:
+            for log in (self.stage_log, self.logger, self.bar):
+                if log is not None:
+                    log.close()
+        return self.merge()
+
+    def merge(self) -> Path:
+        """Rank 0 gathers every stage's parameters and writes ``last.pt`` (collective)."""
+        mine = None
+        if self.saves:
+            mine = {k: v.detach().cpu() for k, v in self.stage.state_dict()["params"].items()}
+        gathered: list | None = [None] * self.layout.world_size if self.stage.rank == 0 else None
+        dist.gather_object(mine, gathered, dst=0)
+        path = self.out / "last.pt"
+        if self.stage.rank == 0:
+            model = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+            for params in gathered:
+                model.update(params or {})
+            cfg = config_to_dict(self.cfg)
+            save_checkpoint(
+                path,
+                {
+                    "step": self.cfg.train.steps,
+                    "kind": self.kind,
+                    "config": cfg,
+                    "model_config": cfg["model"],
+                    "model": model,
+                    "strategy": {
+                        "name": "pipeline",
+                        "stages": self.layout.stages,
+                        "replicas": self.layout.replicas,
+                    },
+                    "rng": rng_state(),
+                },
+            )
+        dist.barrier()
+        return path

@@ -17,9 +17,15 @@ class RunLogger:
     the interrupted run) are dropped, so the log matches the resumed run exactly.
     """
 
-    def __init__(self, out_dir: str | Path, start: int = 0, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        start: int = 0,
+        tensorboard: bool = True,
+        filename: str = "metrics.jsonl",
+    ) -> None:
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / "metrics.jsonl"
+        self.path = self.out_dir / filename
         self._truncate_after(start)
         self.writer = None
         if tensorboard:

@@ -1,0 +1,89 @@
+"""Per-stage checkpoints of pipelined GLEAM: file names, retention and the common resume step.
+
+Replica 0 of stage ``s`` writes ``stage<s>_step<NNNNNNNN>.pt`` (atomically, weights only) every
+``train.ckpt_every`` steps and at the end, *before* acknowledging that step upstream. Stages
+drift apart by at most ``staleness + 1`` steps per link, so when stage ``s`` of ``S`` has done
+``N`` steps every stage has done at least ``N - (S - 1 - s)(staleness + 1)`` and saved every
+checkpoint step up to there: files older than the newest such step are superseded by a
+checkpoint that every stage holds, and are deleted. A run is resumed from the newest step that
+*every* rank can read for its stage (agreed through ``all_gather_object``, so stages on machines
+without a shared file system work too); nothing newer is deleted before it is superseded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch.distributed as dist
+
+from gleam_mri.training.strategies.stage_link import PipelineLayout
+
+_NAME = re.compile(r"^stage(\d+)_step(\d{8})\.pt$")
+
+
+def stage_file(out_dir: Path, stage: int, step: int) -> Path:
+    """Path of stage ``stage``'s checkpoint after ``step`` steps."""
+    return Path(out_dir) / f"stage{stage}_step{step:08d}.pt"
+
+
+def saved_steps(out_dir: Path, stage: int) -> list[int]:
+    """Steps of stage ``stage``'s checkpoints present in ``out_dir``, ascending."""
+    steps = []
+    for path in Path(out_dir).glob(f"stage{stage}_step*.pt"):
+        match = _NAME.match(path.name)
+        if match and int(match.group(1)) == stage:
+            steps.append(int(match.group(2)))
+    return sorted(steps)
+
+
+def prune(
+    out_dir: Path, layout: PipelineLayout, stage: int, done: int, every: int, lag: int
+) -> None:
+    """Delete ``stage``'s checkpoints superseded by one that every stage holds.
+
+    ``lag = staleness + 1`` (steps a link may drift); ``every`` = ``train.ckpt_every``.
+    """
+    if every <= 0:
+        return
+    behind = done - (layout.stages - 1 - stage) * lag  # the last stage has done at least this
+    common = (behind // every) * every
+    for step in saved_steps(out_dir, stage):
+        if step < common:
+            stage_file(out_dir, stage, step).unlink(missing_ok=True)
+
+
+def resume_step(out_dir: Path, layout: PipelineLayout, rank: int, resume: bool) -> int:
+    """The step every rank resumes from (0 = fresh start); a collective call on every rank.
+
+    Raises ``FileExistsError`` (every rank) when checkpoints exist without ``resume``, and
+    ``ValueError`` when they exist but no step was saved by every stage.
+    """
+    stage, _ = layout.position(rank)
+    out_dir = Path(out_dir)
+    mine = (stage, saved_steps(out_dir, stage), (out_dir / "last.pt").exists())
+    everyone: list = [None] * layout.world_size
+    dist.all_gather_object(everyone, mine)
+    anything = any(steps or last for _, steps, last in everyone)
+    if not resume:
+        if anything:
+            raise FileExistsError(
+                f"{out_dir} holds checkpoints of a pipeline run: pass --resume to continue it, "
+                "or choose another train.out_dir (nothing was overwritten)"
+            )
+        return 0
+    if not any(steps for _, steps, _ in everyone):
+        if anything:
+            raise ValueError(
+                f"{out_dir}/last.pt exists but no per-stage checkpoint does: that run cannot be "
+                "resumed as a pipeline (nothing was overwritten)"
+            )
+        return 0
+    common = set.intersection(*(set(steps) for _, steps, _ in everyone))
+    if not common:
+        seen = {f"stage {s}": steps for s, steps, _ in everyone}
+        raise ValueError(
+            f"{out_dir}: no step was checkpointed by every stage, cannot resume consistently "
+            f"(steps found per rank's stage: {seen}); the per-stage files were left untouched"
+        )
+    return max(common)
