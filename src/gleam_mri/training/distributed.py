@@ -38,7 +38,7 @@ from tqdm import tqdm
 from gleam_mri.config import Config, config_to_dict, save_config
 from gleam_mri.models.builders import build_model
 from gleam_mri.recon.evaluate import evaluate, summarize
-from gleam_mri.training.batches import StepBatches, validation_loader
+from gleam_mri.training.batches import StepBatches, step_loader, validation_loader
 from gleam_mri.training.checkpoint import (
     check_compatible,
     load_checkpoint,
@@ -194,11 +194,17 @@ class _PipelineRun:
         try:
             if self.start == 0 and cfg.train.val_every > 0:
                 self.validate(0)
+            steps = cfg.train.steps - self.start
+            loader = step_loader(self.batches, self.start, cfg.train.steps, cfg.data.num_workers)
+            prefetched = enumerate(loader, start=self.start)  # data.num_workers load ahead
+
+            def batch_for_step(t: int):
+                step, batch = next(prefetched)
+                assert step == t, f"batch of step {step} where {t} was expected"
+                return batch.to(self.device)
+
             self.stage.train(
-                cfg.train.steps - self.start,
-                lambda t: self.batches[t].to(self.device),
-                staleness=cfg.strategy.staleness,
-                on_step=self.on_step,
+                steps, batch_for_step, staleness=cfg.strategy.staleness, on_step=self.on_step
             )
         except NonFiniteLossError as err:
             raise PipelineStopped(

@@ -1,0 +1,200 @@
+"""Throughput of pipelined GLEAM: 1 stage vs K stages (one process each), and a K-stage model.
+
+Usage (from the repository root; one thread per process, so K stages need K free cores)::
+
+    PYTHONPATH=src python3 benchmarks/pipeline_throughput.py --stages 1 2 --out pipeline.json
+
+For each K, K processes (gloo, CPU) train PGD-ResNet under :class:`PipelineGreedy` with balanced
+modules (``unrolls`` iterations split into ``K`` equal stages) on a synthetic 2D data set written
+to a temporary folder, with real HDF5 batches (``StepBatches``: file read, mask draw,
+normalisation on every rank). Measured, after warm-up steps:
+
+- ``samples_per_s``: ``steps x batch / wall time`` of the timed steps (the slowest rank's clock,
+  between two barriers), and ``efficiency = samples_per_s(K) / (K x samples_per_s(1))``.
+- ``stage_s``: each stage's compute time per step alone (forward, backward, optimizer step on its
+  modules, no communication), ``link_s``: one state transfer between neighbours (half a
+  ping-pong), ``load_s``: building a batch locally (what every rank does), ``context_s``: sending
+  the batch's k-space, maps, mask and target instead (half a ping-pong) - the "send the context
+  or load it by index" question.
+- ``model_samples_per_s``: the steady-state model ``batch / max_s(stage_s + load_s + link_s)``
+  scaled by the pipeline fill ``steps / (steps + K - 1)``; compare it with the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from gleam_mri.config import ModelConfig
+from gleam_mri.data.datasets import open_dataset
+from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
+from gleam_mri.models.builders import build_model
+from gleam_mri.models.unrolled import Problem
+from gleam_mri.training.batches import StepBatches
+from gleam_mri.training.losses import build_loss
+from gleam_mri.training.strategies.pipeline import PipelineGreedy
+
+MASK = {"name": "random", "accelerations": [4], "center_fractions": [0.08]}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping_pong(tensors: list[torch.Tensor], rank: int, repeats: int) -> float:
+    """Half the median round trip of ``tensors`` between ranks 0 and 1 (seconds)."""
+    times = []
+    for _ in range(repeats):
+        dist.barrier()
+        start = time.perf_counter()
+        for t in tensors:
+            if rank == 0:
+                dist.send(t, 1)
+                dist.recv(t, 1)
+            elif rank == 1:
+                dist.recv(t, 0)
+                dist.send(t, 0)
+        times.append((time.perf_counter() - start) / 2)
+    return statistics.median(times)
+
+
+def _stage_alone(stage: PipelineGreedy, batches: StepBatches, repeats: int) -> float:
+    """Median compute time of this stage's modules on one batch (no communication)."""
+    net = stage.net
+    times = []
+    for t in range(repeats):
+        batch = batches[t]
+        with torch.no_grad():  # the input this stage would receive
+            problem = Problem.from_batch(batch)
+            state = net.init_state(net.prepare(problem))
+            for module in net.split(stage.n_modules)[: stage.module_ids[0]]:
+                state = module(state, problem)
+        start = time.perf_counter()
+        _, metrics = stage._train_batch(state, batch)
+        stage._optimizer_step(metrics)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=300))
+    dataset = open_dataset(Path(args.data) / "train", MASK)
+    batches = StepBatches(dataset, args.batch, seed=0)
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="pgd", unrolls=args.unrolls, features=args.features, blocks=args.blocks)
+    stage = PipelineGreedy(
+        build_model(cfg, "2d"), build_loss("l1"), modules=args.unrolls, timeout=300
+    )
+    stage.train(args.warmup, batches.__getitem__, staleness=args.staleness)
+    dist.barrier()
+    start = time.perf_counter()
+    stage.train(args.steps, batches.__getitem__, staleness=args.staleness)
+    dist.barrier()
+    wall = time.perf_counter() - start
+    result = {"rank": rank, "wall_s": wall, "modules": stage.module_ids}
+    result["stage_s"] = _stage_alone(stage, batches, args.repeats)
+    loads = []
+    for t in range(args.repeats):
+        begin = time.perf_counter()
+        batch = batches[1000 + t]
+        loads.append(time.perf_counter() - begin)
+    result["load_s"] = statistics.median(loads)
+    if world > 1:
+        image = torch.view_as_real(batch.maps[:, 0].contiguous()).contiguous()
+        context = [torch.view_as_real(batch.kspace).contiguous()]
+        context += [torch.view_as_real(batch.maps).contiguous(), batch.mask.contiguous()]
+        context += [batch.target.contiguous()]
+        result["link_s"] = _ping_pong([image], rank, args.repeats)
+        result["context_s"] = _ping_pong(context, rank, args.repeats)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def run(stages: int, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        mp.start_processes(
+            worker, args=(stages, _free_port(), args, out), nprocs=stages, start_method="spawn"
+        )
+        ranks = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(stages)]
+    wall = max(r["wall_s"] for r in ranks)
+    link = statistics.median([r["link_s"] for r in ranks]) if stages > 1 else 0.0
+    load = max(r["load_s"] for r in ranks)
+    period = max(r["stage_s"] for r in ranks) + load + link
+    fill = args.steps / (args.steps + stages - 1)
+    return {
+        "stages": stages,
+        "samples_per_s": args.steps * args.batch / wall,
+        "model_samples_per_s": args.batch / period * fill,
+        "stage_s": [r["stage_s"] for r in ranks],
+        "load_s": load,
+        "link_s": link,
+        "context_s": statistics.median([r["context_s"] for r in ranks]) if stages > 1 else None,
+        "modules": [r["modules"] for r in ranks],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--unrolls", type=int, default=4, help="iterations (= modules)")
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--size", type=int, default=96, help="image size (square)")
+    parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--staleness", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the component timings")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+    if any(args.unrolls % s for s in args.stages):
+        sys.exit("--unrolls must be a multiple of every --stages value (balanced stages)")
+    with tempfile.TemporaryDirectory() as data:
+        spec = SyntheticSpec(
+            n_volumes=4, slices_per_volume=4, shape=(args.size, args.size), n_coils=args.coils
+        )
+        write_synthetic_dataset(data, spec, progress=False)
+        args.data = data
+        rows = [run(k, args) for k in args.stages]
+    base = next((r for r in rows if r["stages"] == 1), None)
+    print(f"cpu threads per process: 1; cores available: {os.cpu_count()}")
+    print(
+        "| stages | samples/s | model samples/s | efficiency | stage compute (s) | "
+        "load (s) | state link (s) | context link (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        eff = r["samples_per_s"] / (r["stages"] * base["samples_per_s"]) if base else None
+        r["efficiency"] = eff
+        ctx = "-" if r["context_s"] is None else f"{r['context_s'] * 1e3:.2f} ms"
+        print(
+            f"| {r['stages']} | {r['samples_per_s']:.2f} | {r['model_samples_per_s']:.2f} | "
+            f"{'-' if eff is None else f'{eff:.2f}'} | "
+            f"{', '.join(f'{s:.3f}' for s in r['stage_s'])} | {r['load_s'] * 1e3:.1f} ms | "
+            f"{r['link_s'] * 1e3:.2f} ms | {ctx} |"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+        args.out.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
