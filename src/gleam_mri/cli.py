@@ -1,4 +1,5 @@
-"""The ``gleam`` command line: simulate, baseline, info, train, eval, recon, convert, demo."""
+"""The ``gleam`` command line: simulate, baseline, info, train, eval, recon, convert, demo, plan,
+bench."""
 
 from __future__ import annotations
 
@@ -284,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    from gleam_mri import plan_command
+
+    plan_command.add_parser(sub)
     return parser
 
 
