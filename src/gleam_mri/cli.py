@@ -287,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     from gleam_mri import plan_command
+    from gleam_mri.bench import command as bench_command
 
     plan_command.add_parser(sub)
+    bench_command.add_parser(sub)
     return parser
 
 
