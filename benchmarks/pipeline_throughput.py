@@ -2,7 +2,7 @@
 
 Usage (from the repository root; one thread per process, so K stages need K free cores)::
 
-    PYTHONPATH=src python3 benchmarks/pipeline_throughput.py --stages 1 2 --out pipeline.json
+    PYTHONPATH=src python3 benchmarks/pipeline_throughput.py --stages 1 2 --trials 3 --out p.json
 
 For each K, K processes (gloo, CPU) train PGD-ResNet under :class:`PipelineGreedy` with balanced
 modules (``unrolls`` iterations split into ``K`` equal stages) on a synthetic 2D data set written
@@ -10,7 +10,8 @@ to a temporary folder, with real HDF5 batches (``StepBatches``: file read, mask 
 normalisation on every rank). Measured, after warm-up steps:
 
 - ``samples_per_s``: ``steps x batch / wall time`` of the timed steps (the slowest rank's clock,
-  between two barriers), and ``efficiency = samples_per_s(K) / (K x samples_per_s(1))``.
+  between two barriers), and ``efficiency = samples_per_s(K) / (K x samples_per_s(1))`` per
+  trial; trials interleave the stage counts and the medians are reported with their range.
 - ``stage_s``: each stage's compute time per step alone (forward, backward, optimizer step on its
   modules, no communication), ``link_s``: one state transfer between neighbours (half a
   ping-pong), ``load_s``: building a batch locally (what every rank does), ``context_s``: sending
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--staleness", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the component timings")
+    parser.add_argument("--trials", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     if any(args.unrolls % s for s in args.stages):
@@ -172,28 +174,53 @@ def main() -> None:
         )
         write_synthetic_dataset(data, spec, progress=False)
         args.data = data
-        rows = [run(k, args) for k in args.stages]
-    base = next((r for r in rows if r["stages"] == 1), None)
-    print(f"cpu threads per process: 1; cores available: {os.cpu_count()}")
+        # trials interleave the stage counts, so slow phases of a shared machine hit all of them
+        trials = [[run(k, args) for k in args.stages] for _ in range(args.trials)]
+    print(f"cpu threads per process: 1; cores available: {os.cpu_count()}; trials: {args.trials}")
     print(
-        "| stages | samples/s | model samples/s | efficiency | stage compute (s) | "
-        "load (s) | state link (s) | context link (s) |"
+        "| stages | samples/s (median, min-max) | efficiency (median, min-max) | "
+        "model samples/s | stage compute (s) | load (s) | state link (s) | context link (s) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        eff = r["samples_per_s"] / (r["stages"] * base["samples_per_s"]) if base else None
-        r["efficiency"] = eff
-        ctx = "-" if r["context_s"] is None else f"{r['context_s'] * 1e3:.2f} ms"
-        print(
-            f"| {r['stages']} | {r['samples_per_s']:.2f} | {r['model_samples_per_s']:.2f} | "
-            f"{'-' if eff is None else f'{eff:.2f}'} | "
-            f"{', '.join(f'{s:.3f}' for s in r['stage_s'])} | {r['load_s'] * 1e3:.1f} ms | "
-            f"{r['link_s'] * 1e3:.2f} ms | {ctx} |"
-        )
+    summary = [_summarize(i, k, trials, args.stages) for i, k in enumerate(args.stages)]
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+        payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": summary}
+        payload["trials"] = trials
         args.out.write_text(json.dumps(payload, indent=2))
+
+
+def _summarize(i: int, k: int, trials: list[list[dict]], stages: list[int]) -> dict:
+    """Medians over trials of the ``i``-th stage count ``k``; prints its markdown row."""
+    median = statistics.median
+    rows = [trial[i] for trial in trials]
+    speeds = [r["samples_per_s"] for r in rows]
+    effs = []
+    if 1 in stages:
+        base = [trial[stages.index(1)]["samples_per_s"] for trial in trials]
+        effs = [v / (k * b) for v, b in zip(speeds, base, strict=True)]
+    row = {
+        "stages": k,
+        "samples_per_s": median(speeds),
+        "samples_per_s_trials": speeds,
+        "efficiency": median(effs) if effs else None,
+        "efficiency_trials": effs,
+        "model_samples_per_s": median(r["model_samples_per_s"] for r in rows),
+        "stage_s": [median(r["stage_s"][s] for r in rows) for s in range(k)],
+        "load_s": median(r["load_s"] for r in rows),
+        "link_s": median(r["link_s"] for r in rows),
+        "context_s": None if k == 1 else median(r["context_s"] for r in rows),
+        "modules": rows[0]["modules"],
+    }
+    eff = "-" if not effs else f"{row['efficiency']:.2f} ({min(effs):.2f}-{max(effs):.2f})"
+    ctx = "-" if row["context_s"] is None else f"{row['context_s'] * 1e3:.2f} ms"
+    print(
+        f"| {k} | {row['samples_per_s']:.2f} ({min(speeds):.2f}-{max(speeds):.2f}) | {eff} | "
+        f"{row['model_samples_per_s']:.2f} | "
+        f"{', '.join(f'{v:.3f}' for v in row['stage_s'])} | {row['load_s'] * 1e3:.1f} ms | "
+        f"{row['link_s'] * 1e3:.2f} ms | {ctx} |"
+    )
+    return row
 
 
 if __name__ == "__main__":
