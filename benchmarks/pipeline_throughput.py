@@ -85,7 +85,7 @@ def _stage_alone(stage: PipelineGreedy, batches: StepBatches, repeats: int) -> f
             for module in net.split(stage.n_modules)[: stage.module_ids[0]]:
                 state = module(state, problem)
         start = time.perf_counter()
-        _, metrics = stage._train_batch(state, batch)
+        _, _, metrics = stage._train_batch(None if stage.is_first else (state, None), batch)
         stage._optimizer_step(metrics)
         times.append(time.perf_counter() - start)
     return statistics.median(times)

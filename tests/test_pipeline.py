@@ -48,6 +48,7 @@ def worker(
     fault_at: int,
     fault: str,
     resume_at: int,
+    prologue: bool,
 ) -> None:
     """One rank; writes ``rank<r>.pt`` (owned params, metrics) or ``rank<r>.err`` on failure.
 
@@ -61,7 +62,7 @@ def worker(
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=init_timeout)
 
     def new_stage() -> PipelineGreedy:
-        net = make_net("2d", depth=4)
+        net = make_net("2d", depth=4, prologue=prologue)
         return PipelineGreedy(
             net, build_loss("mse"), modules=MODULES, lr=LR, timeout=TIMEOUT, replicas=replicas
         )
@@ -100,6 +101,7 @@ def run_stages(
     fault: str = "",
     replicas: int = 1,
     resume_at: int = 0,
+    prologue: bool = False,
 ) -> list[int | None]:
     """Run ``STAGES x replicas`` ranks in spawned processes; exit codes by rank (None: alive)."""
     world = STAGES * replicas
@@ -115,6 +117,7 @@ def run_stages(
             fault_at,
             fault,
             resume_at,
+            prologue,
         ),
         nprocs=world,
         join=False,
@@ -150,21 +153,23 @@ def stage_results(
     return params, histories
 
 
-def greedy_reference(steps: int) -> tuple[dict[str, torch.Tensor], list[float]]:
-    net = make_net("2d", depth=4)
+def greedy_reference(steps: int, prologue: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
+    net = make_net("2d", depth=4, prologue=prologue)
     greedy = Greedy(net, build_loss("mse"), modules=MODULES, lr=LR)
     losses = [greedy.train_step(batch_for_step(t))["loss"] for t in range(steps)]
     return {n: p.detach() for n, p in net.named_parameters()}, losses
 
 
-def check_equals_greedy(tmp_path: Path, steps: int, replicas: int = 1) -> list[list[dict]]:
+def check_equals_greedy(
+    tmp_path: Path, steps: int, replicas: int = 1, prologue: bool = False
+) -> list[list[dict]]:
     """Both stages' parameters (and, with one replica, last-module losses) equal Greedy's."""
     params, histories = stage_results(tmp_path, replicas)
-    reference, ref_losses = greedy_reference(steps)
+    reference, ref_losses = greedy_reference(steps, prologue)
     assert params.keys() == reference.keys()
     for name, value in reference.items():
         torch.testing.assert_close(params[name], value, rtol=1e-10, atol=1e-10, msg=name)
-    initial = dict(make_net("2d", depth=4).named_parameters())
+    initial = dict(make_net("2d", depth=4, prologue=prologue).named_parameters())
     assert all(not torch.equal(params[n], initial[n]) for n in params)  # every module trained
     assert [h["step"] for h in histories[1]] == list(range(steps))
     if replicas == 1:  # with replicas, each logs the loss of its own shard
@@ -174,9 +179,11 @@ def check_equals_greedy(tmp_path: Path, steps: int, replicas: int = 1) -> list[l
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_synchronous_pipeline_equals_single_process_greedy(tmp_path):
-    assert run_stages(tmp_path, steps=5, staleness=0) == [0, 0]
-    check_equals_greedy(tmp_path, steps=5)
+@pytest.mark.parametrize("prologue", [False, True], ids=["plain", "learned-maps-prologue"])
+def test_synchronous_pipeline_equals_single_process_greedy(tmp_path, prologue):
+    """With a prologue (learned maps, trained by module 0) stage 0 sends the maps along."""
+    assert run_stages(tmp_path, steps=5, staleness=0, prologue=prologue) == [0, 0]
+    check_equals_greedy(tmp_path, steps=5, prologue=prologue)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -235,8 +242,6 @@ def test_dead_or_hung_stage_makes_peer_exit_with_clear_error(tmp_path, fault):
 
 def test_bad_configuration_raises():
     loss = build_loss("mse")
-    with pytest.raises(NotImplementedError, match="prologue"):
-        PipelineGreedy(make_net("2d", 4, prologue=True), loss, rank=0, world_size=2)
     with pytest.raises(ValueError, match="modules >= stages"):
         PipelineGreedy(make_net("2d", 4), loss, modules=2, rank=0, world_size=3)
     with pytest.raises(ValueError, match="timeout"):

@@ -13,9 +13,8 @@ Design: every rank builds its batch itself from a shared, seeded, step-indexed b
 the *detached* state crosses stages (``isend`` / ``irecv``, :class:`StageLink`). Rebuilding the
 batch locally costs a file read and a mask draw; sending k-space, maps, mask and target instead
 would multiply the traffic by about ``2 x coils`` (``benchmarks/pipeline_throughput.py`` measures
-both). The :class:`Problem` is rebuilt locally from the batch. A network with a prologue (e.g.
-learned coil maps) would need the prepared problem sent as well: not supported
-(``NotImplementedError``).
+both). The :class:`Problem` is rebuilt locally from the batch. A network with a prologue (VarNet's
+learned coil maps, trained with module 0) sends the detached prepared maps with each state.
 
 Flow control: after training on batch ``t`` stage ``s`` sends an acknowledgement ``t`` upstream.
 Stage ``s`` starts batch ``t`` only once batch ``t - 1 - staleness`` was acknowledged downstream,
@@ -73,7 +72,7 @@ class PipelineGreedy:
     """One rank (a replica of a stage) of pipelined greedy training.
 
     Args:
-        net: the unrolled network, identical (same seed) on every rank; no prologue.
+        net: the unrolled network, identical (same seed) on every rank.
         loss_fn: ``loss_fn(image (B, *D) complex, batch) -> scalar`` (last module).
         modules: number of modules ``M`` (``None``: one per iteration), ``M >= stages``.
         module_loss: loss of the intermediate modules (default ``loss_fn``).
@@ -105,11 +104,6 @@ class PipelineGreedy:
     ) -> None:
         if not isinstance(net, UnrolledNet):
             raise TypeError(f"{self.name}: net must be an UnrolledNet, got {type(net).__name__}")
-        if net.prologue is not None:
-            raise NotImplementedError(
-                f"{self.name}: networks with a prologue (e.g. learned coil maps) are not "
-                "supported: the prepared problem would have to be sent between stages"
-            )
         if not callable(loss_fn) or (module_loss is not None and not callable(module_loss)):
             raise TypeError(f"{self.name}: loss_fn and module_loss must be callable")
         if grad_clip is not None and not grad_clip > 0:
@@ -213,13 +207,27 @@ class PipelineGreedy:
 
     # --------------------------------------------------------------------- training
 
-    def _train_batch(self, state: torch.Tensor, batch: MRIBatch) -> tuple[torch.Tensor, dict]:
-        """Train the owned modules on ``state`` (detached); returns the output and the losses.
+    def _problem(self, batch: MRIBatch, maps: torch.Tensor | None) -> Problem:
+        """The batch's problem: prepared by the prologue on stage 0, else with the sent maps."""
+        problem = Problem.from_batch(batch)
+        if self.is_first:
+            return self.net.prepare(problem)
+        return problem if maps is None else problem.with_maps(maps)
 
+    def _train_batch(
+        self, inputs: tuple[torch.Tensor, torch.Tensor | None] | None, batch: MRIBatch
+    ) -> tuple[torch.Tensor, Problem, dict]:
+        """Train the owned modules on a received ``(state, maps)`` (``None`` on stage 0).
+
+        Returns the detached output, the detached problem (its maps go downstream when the net
+        has a prologue, which module 0 owns and trains) and the losses.
         ``metrics["nonfinite"]`` names the first module whose loss was not finite (the later
         modules are skipped); its replicas learn of it in the gradient all-reduce.
         """
-        problem = Problem.from_batch(batch)
+        state, maps = inputs if inputs is not None else (None, None)
+        problem = self._problem(batch, maps)
+        if state is None:
+            state = self.net.init_state(problem)
         metrics: dict[str, Any] = {}
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -233,8 +241,19 @@ class PipelineGreedy:
                 metrics["nonfinite"] = m
                 break
             loss.backward()
+            problem = problem.detach()  # the prologue's graph ends with module 0
             state = out.detach()
-        return state, metrics
+        return state, problem, metrics
+
+    def _send(self, state: torch.Tensor, problem: Problem, tag: int) -> None:
+        self.link.send_state(state, tag)
+        if self.net.prologue is not None:  # later stages need the learned maps
+            self.link.send_state(problem.maps.detach(), tag)
+
+    def _recv(self, tag: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        state = self.link.recv_state(tag)
+        maps = self.link.recv_state(tag) if self.net.prologue is not None else None
+        return state, maps
 
     def _optimizer_step(self, metrics: dict[str, Any]) -> None:
         bad = "nonfinite" in metrics
@@ -257,9 +276,6 @@ class PipelineGreedy:
                     )
         for opt in self.optimizers:
             opt.step()
-
-    def _first_state(self, batch: MRIBatch) -> torch.Tensor:
-        return self.net.init_state(self.net.prepare(Problem.from_batch(batch)))
 
     def train(
         self,
@@ -293,10 +309,10 @@ class PipelineGreedy:
             if not isinstance(batch, MRIBatch):
                 raise TypeError(f"batch_for_step({t}) returned {type(batch).__name__}")
             self.link.device = batch.kspace.device
-            state = self._first_state(batch) if self.is_first else self.link.recv_state(t)
-            out, metrics = self._train_batch(state, batch)
+            inputs = None if self.is_first else self._recv(t)
+            out, problem, metrics = self._train_batch(inputs, batch)
             if not self.is_last and "nonfinite" not in metrics:
-                self.link.send_state(out, t)
+                self._send(out, problem, t)
             self._optimizer_step(metrics)
             self.step += 1
             if on_step is not None:
@@ -323,12 +339,13 @@ class PipelineGreedy:
         was_training = self.net.training
         self.net.eval()
         try:
-            problem = self.net.prepare(Problem.from_batch(batch))
-            state = self.net.init_state(problem) if self.is_first else self.link.recv_state(tag)
+            state, maps = (None, None) if self.is_first else self._recv(tag)
+            problem = self._problem(batch, maps)
+            state = self.net.init_state(problem) if state is None else state
             for module in self.modules:
                 state = module(state, problem)
             if not self.is_last:
-                self.link.send_state(state, tag)
+                self._send(state, problem, tag)
                 return None
             return self.net.image(state, problem)
         finally:
