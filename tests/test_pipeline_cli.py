@@ -79,7 +79,8 @@ def test_torchrun_pipeline_validates_checkpoints_resumes_and_merges(dataset, tmp
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     straight = torchrun(dataset, tmp_path / "straight", 6)
     assert straight.returncode == 0, straight.stderr[-3000:]
-    val = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").open()]
+    lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    val = [json.loads(line) for line in lines]
     val_loss = [r["val/loss"] for r in val if "val/loss" in r]
     assert len(val_loss) == 4 and val_loss[-1] < val_loss[0]  # overlapped stages learn
     a, b = load_checkpoint(out / "last.pt"), load_checkpoint(tmp_path / "straight" / "last.pt")

@@ -94,6 +94,7 @@ class ModelConfig:
     dc: dict[str, Any] = field(default_factory=dict)  # e.g. step_init, lam_init, cg_iters
     sens_features: int = field(default=8, metadata=_min(1))  # varnet sensitivity network
     sens_levels: int = field(default=3, metadata=_min(1))
+    sens_chunk: int | None = field(default=None, metadata=_min(1))  # coils per checkpointed chunk
     dims: Literal["auto", "2d", "3d", "2d+t"] = "auto"
 
 

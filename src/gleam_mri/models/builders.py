@@ -81,6 +81,7 @@ def varnet(
     levels: int = 4,
     sens_features: int = 8,
     sens_levels: int = 4,
+    sens_chunk: int | None = None,
     regularizer: str = "unet",
     blocks: int = 5,
     shared_weights: bool = False,
@@ -93,7 +94,7 @@ def varnet(
         reg = _regularizer(regularizer, dims, features, blocks, levels)
         return VarNetCascade(reg, KspaceDC(eta_init=eta_init))
 
-    prologue = SensitivityModel(dims, features=sens_features, levels=sens_levels)
+    prologue = SensitivityModel(dims, features=sens_features, levels=sens_levels, chunk=sens_chunk)
     iterations = _iterations(make, unrolls, shared_weights)
     return UnrolledNet(iterations, "kspace", prologue=prologue, invertible=invertible)
 
@@ -123,7 +124,11 @@ def build_model(model_cfg: Any, kind: str) -> UnrolledNet:
         "invertible": model_cfg.invertible,
     }
     if model_cfg.name == "varnet":
-        common.update(sens_features=model_cfg.sens_features, sens_levels=model_cfg.sens_levels)
+        common.update(
+            sens_features=model_cfg.sens_features,
+            sens_levels=model_cfg.sens_levels,
+            sens_chunk=model_cfg.sens_chunk,
+        )
     dc = dict(model_cfg.dc)
     try:
         return BUILDERS[model_cfg.name](**common, **dc)

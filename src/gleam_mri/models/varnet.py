@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from gleam_mri.fft import ifftnc
 from gleam_mri.models.dc import KspaceDC
@@ -61,11 +62,27 @@ def acs_mask(mask: torch.Tensor | None, kspace_shape: torch.Size, fft_ndim: int)
 
 
 class SensitivityModel(nn.Module):
-    """Learned coil maps from the ACS region: ``Problem -> Problem`` with maps ``(B, C, *D)``."""
+    """Learned coil maps from the ACS region: ``Problem -> Problem`` with maps ``(B, C, *D)``.
 
-    def __init__(self, dims: str, features: int = 8, levels: int = 4) -> None:
+    The U-Net runs on every coil image (``B * C`` items). With ``chunk=k`` (and gradients on) it
+    runs on ``k`` coil images at a time under non-reentrant ``torch.utils.checkpoint``: only the
+    chunks' inputs are kept and one chunk's activations are recomputed at a time in the backward
+    pass, so the model's activation memory falls about ``C / k``-fold for one extra forward of
+    this (small) network. Results and gradients are the same (instance norm is per item).
+    """
+
+    def __init__(self, dims: str, features: int = 8, levels: int = 4, chunk: int | None = None):
         super().__init__()
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"sensitivity chunk must be >= 1 or None, got {chunk}")
         self.unet = UNet(2, 2, dims=dims, features=features, levels=levels)
+        self.chunk = chunk
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        if self.chunk is None or not torch.is_grad_enabled() or len(x) <= self.chunk:
+            return self.unet(x)
+        parts = [checkpoint(self.unet, part, use_reentrant=False) for part in x.split(self.chunk)]
+        return torch.cat(parts)
 
     def forward(self, problem: Problem) -> Problem:
         y = problem.y
@@ -78,7 +95,7 @@ class SensitivityModel(nn.Module):
         dims = tuple(range(1, real.ndim))
         mean = real.mean(dim=dims, keepdim=True)
         std = real.std(dim=dims, keepdim=True).clamp_min(1e-6)
-        out = self.unet((real - mean) / std) * std + mean
+        out = self._unet((real - mean) / std) * std + mean
         out = out.float() if out.dtype == torch.bfloat16 else out
         maps = torch.view_as_complex(out.movedim(1, -1).contiguous()).reshape(coil_images.shape)
         norm = torch.sqrt((maps.abs() ** 2).sum(dim=1, keepdim=True)).clamp_min(1e-6)
