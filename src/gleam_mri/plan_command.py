@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -97,6 +98,13 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    print(
+        "measuring the network with short real training steps on "
+        f"{args.device or cfg.train.device} (seconds on a GPU; minutes on a CPU at scanner "
+        "sizes)...",
+        file=sys.stderr,
+        flush=True,
+    )
     result = plan(
         cfg,
         args.budget,
