@@ -4,10 +4,11 @@ Usage (from the repository root; one thread per process, so K stages need K free
 
     PYTHONPATH=src python3 benchmarks/pipeline_throughput.py --stages 1 2 --trials 3 --out p.json
 
-For each K, K processes (gloo, CPU) train PGD-ResNet under :class:`PipelineGreedy` with balanced
-modules (``unrolls`` iterations split into ``K`` equal stages) on a synthetic 2D data set written
-to a temporary folder, with real HDF5 batches (``StepBatches``: file read, mask draw,
-normalisation on every rank). Measured, after warm-up steps:
+For each K, K processes (gloo, CPU; rank r pinned to the r-th core unless ``--no-pin``) train
+PGD-ResNet under :class:`PipelineGreedy` with balanced modules (``unrolls`` iterations split into
+``K`` equal stages) on a synthetic 2D data set written to a temporary folder, with real HDF5
+batches (``StepBatches``: file read, mask draw, normalisation on every rank). Measured, after
+warm-up steps:
 
 - ``samples_per_s``: ``steps x batch / wall time`` of the timed steps (the slowest rank's clock,
   between two barriers), and ``efficiency = samples_per_s(K) / (K x samples_per_s(1))`` per
@@ -93,6 +94,8 @@ def _stage_alone(stage: PipelineGreedy, batches: StepBatches, repeats: int) -> f
 
 def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str) -> None:
     torch.set_num_threads(1)
+    if args.pin and hasattr(os, "sched_setaffinity"):  # one dedicated core per stage
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank % os.cpu_count()]})
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=300))
     dataset = open_dataset(Path(args.data) / "train", MASK)
@@ -164,6 +167,12 @@ def main() -> None:
     parser.add_argument("--staleness", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the component timings")
     parser.add_argument("--trials", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pin rank r to the r-th available core (default: on)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     if any(args.unrolls % s for s in args.stages):
