@@ -69,6 +69,8 @@ def fit_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Pa
         )
     cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
     timeout = timedelta(seconds=max(60.0, 2 * cfg.strategy.timeout))
+    if cuda:  # NCCL's work.wait(timeout) blocks and raises only in blocking-wait mode (untested)
+        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     try:
         device = torch.device("cpu")
