@@ -49,6 +49,7 @@ def worker(
     fault: str,
     resume_at: int,
     prologue: bool,
+    options: dict,
 ) -> None:
     """One rank; writes ``rank<r>.pt`` (owned params, metrics) or ``rank<r>.err`` on failure.
 
@@ -64,7 +65,13 @@ def worker(
     def new_stage() -> PipelineGreedy:
         net = make_net("2d", depth=4, prologue=prologue)
         return PipelineGreedy(
-            net, build_loss("mse"), modules=MODULES, lr=LR, timeout=TIMEOUT, replicas=replicas
+            net,
+            build_loss("mse"),
+            modules=MODULES,
+            lr=LR,
+            timeout=TIMEOUT,
+            replicas=replicas,
+            **options,
         )
 
     stage = new_stage()
@@ -102,6 +109,7 @@ def run_stages(
     replicas: int = 1,
     resume_at: int = 0,
     prologue: bool = False,
+    options: dict | None = None,
 ) -> list[int | None]:
     """Run ``STAGES x replicas`` ranks in spawned processes; exit codes by rank (None: alive)."""
     world = STAGES * replicas
@@ -118,6 +126,7 @@ def run_stages(
             fault,
             resume_at,
             prologue,
+            options or {},
         ),
         nprocs=world,
         join=False,
@@ -153,19 +162,25 @@ def stage_results(
     return params, histories
 
 
-def greedy_reference(steps: int, prologue: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
+def greedy_reference(
+    steps: int, prologue: bool, options: dict | None = None
+) -> tuple[dict[str, torch.Tensor], list[float]]:
     net = make_net("2d", depth=4, prologue=prologue)
-    greedy = Greedy(net, build_loss("mse"), modules=MODULES, lr=LR)
+    greedy = Greedy(net, build_loss("mse"), modules=MODULES, lr=LR, **(options or {}))
     losses = [greedy.train_step(batch_for_step(t))["loss"] for t in range(steps)]
     return {n: p.detach() for n, p in net.named_parameters()}, losses
 
 
 def check_equals_greedy(
-    tmp_path: Path, steps: int, replicas: int = 1, prologue: bool = False
+    tmp_path: Path,
+    steps: int,
+    replicas: int = 1,
+    prologue: bool = False,
+    options: dict | None = None,
 ) -> list[list[dict]]:
     """Both stages' parameters (and, with one replica, last-module losses) equal Greedy's."""
     params, histories = stage_results(tmp_path, replicas)
-    reference, ref_losses = greedy_reference(steps, prologue)
+    reference, ref_losses = greedy_reference(steps, prologue, options)
     assert params.keys() == reference.keys()
     for name, value in reference.items():
         torch.testing.assert_close(params[name], value, rtol=1e-10, atol=1e-10, msg=name)
@@ -195,6 +210,17 @@ def test_overlapped_pipeline_converges_and_still_equals_greedy(tmp_path):
     first_module = torch.tensor([h["loss/module_0"] for h in histories[0]])
     assert last[-5:].mean() < 0.7 * last[:5].mean()
     assert first_module[-5:].mean() < first_module[:5].mean()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_bf16_autocast_and_schedulers_equal_single_process_greedy(tmp_path):
+    """The same options as the single-process strategies: bf16 autocast, an LR schedule."""
+    options = {"amp": True, "scheduler": "StepLR", "scheduler_kwargs": {"step_size": 2}}
+    assert run_stages(tmp_path, steps=5, staleness=1, options=options) == [0, 0]
+    check_equals_greedy(tmp_path, steps=5, options=options)
+    schedulers = torch.load(tmp_path / "rank0.pt")["state"]["schedulers"]
+    assert len(schedulers) == 2  # one per owned module, stepped 5 times: 2 decays of 0.1
+    assert [sd["_last_lr"] for sd in schedulers] == [pytest.approx([LR * 0.1**2])] * 2
 
 
 @pytest.mark.usefixtures("one_thread")

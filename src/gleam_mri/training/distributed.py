@@ -105,6 +105,9 @@ class _PipelineRun:
             lr=cfg.optim.lr,
             optimizer_kwargs=dict(cfg.optim.kwargs),
             grad_clip=cfg.optim.grad_clip,
+            scheduler=cfg.optim.scheduler,
+            scheduler_kwargs=dict(cfg.optim.scheduler_kwargs),
+            amp=cfg.optim.amp,
             timeout=s.timeout,
             replicas=s.replicas,
         )

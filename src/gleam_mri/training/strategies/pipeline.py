@@ -55,7 +55,11 @@ from torch import nn
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.models.unrolled import Problem, UnrolledNet
 from gleam_mri.training.losses import LossFn
-from gleam_mri.training.strategies.base import NonFiniteLossError, build_optimizer
+from gleam_mri.training.strategies.base import (
+    NonFiniteLossError,
+    build_optimizer,
+    build_scheduler,
+)
 from gleam_mri.training.strategies.stage_link import (
     PipelineLayout,
     PipelinePeerError,
@@ -78,6 +82,9 @@ class PipelineGreedy:
         module_loss: loss of the intermediate modules (default ``loss_fn``).
         optimizer, lr, optimizer_kwargs: one ``torch.optim.<optimizer>`` per owned module.
         grad_clip: clip each module's (replica-averaged) gradient norm to this value.
+        scheduler, scheduler_kwargs: optional ``torch.optim.lr_scheduler.<scheduler>`` per
+            module, stepped after each optimizer step (as in the single-process strategies).
+        amp: run the modules under bf16 autocast (losses in float32; states sent as computed).
         timeout: seconds any send / receive / all-reduce may wait before
             :class:`PipelinePeerError`.
         replicas: data-parallel replicas per stage (``world = stages x replicas``).
@@ -97,6 +104,9 @@ class PipelineGreedy:
         lr: float = 1e-3,
         optimizer_kwargs: dict | None = None,
         grad_clip: float | None = None,
+        scheduler: str | None = None,
+        scheduler_kwargs: dict | None = None,
+        amp: bool = False,
         timeout: float = 60.0,
         replicas: int = 1,
         rank: int | None = None,
@@ -149,6 +159,12 @@ class PipelineGreedy:
             build_optimizer(optimizer, mod.parameters(), lr, optimizer_kwargs)
             for mod in self.modules
         ]
+        self.schedulers = (
+            []
+            if scheduler is None
+            else [build_scheduler(scheduler, opt, scheduler_kwargs) for opt in self.optimizers]
+        )
+        self.amp = bool(amp)
         self.step = 0  # completed train steps of this stage
 
     # --------------------------------------------------------------------- introspection
@@ -181,6 +197,7 @@ class PipelineGreedy:
             "step": self.step,
             "params": {n: params[n].detach().clone() for n in self.parameter_names()},
             "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "schedulers": [sched.state_dict() for sched in self.schedulers],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,6 +220,14 @@ class PipelineGreedy:
                 params[name].copy_(value)
         for opt, saved in zip(self.optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(saved)
+        saved_schedulers = state.get("schedulers", [])
+        if len(saved_schedulers) != len(self.schedulers):
+            raise ValueError(
+                f"{self.name} stage {self.stage}: the saved state has {len(saved_schedulers)} "
+                f"schedulers, this stage {len(self.schedulers)} (was the scheduler changed?)"
+            )
+        for sched, saved in zip(self.schedulers, saved_schedulers, strict=True):
+            sched.load_state_dict(saved)
         self.step = int(state["step"])
 
     # --------------------------------------------------------------------- training
@@ -225,16 +250,19 @@ class PipelineGreedy:
         modules are skipped); its replicas learn of it in the gradient all-reduce.
         """
         state, maps = inputs if inputs is not None else (None, None)
-        problem = self._problem(batch, maps)
-        if state is None:
-            state = self.net.init_state(problem)
+        with self._autocast(batch):
+            problem = self._problem(batch, maps)
+            if state is None:
+                state = self.net.init_state(problem)
         metrics: dict[str, Any] = {}
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         for m, module in zip(self.module_ids, self.modules, strict=True):
-            out = module(state, problem)
+            with self._autocast(batch):
+                out = module(state, problem)
+                image = self.net.image(out, problem)
             loss_fn = self.loss_fn if m == self.n_modules - 1 else self.module_loss
-            loss = loss_fn(self.net.image(out, problem), batch)
+            loss = loss_fn(image, batch)
             value = float(loss.detach())
             metrics[f"loss/module_{m}"] = value
             if not math.isfinite(value):
@@ -276,6 +304,12 @@ class PipelineGreedy:
                     )
         for opt in self.optimizers:
             opt.step()
+        for sched in self.schedulers:
+            sched.step()
+
+    def _autocast(self, batch: MRIBatch):
+        device_type = batch.kspace.device.type
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.amp)
 
     def train(
         self,
@@ -340,10 +374,11 @@ class PipelineGreedy:
         self.net.eval()
         try:
             state, maps = (None, None) if self.is_first else self._recv(tag)
-            problem = self._problem(batch, maps)
-            state = self.net.init_state(problem) if state is None else state
-            for module in self.modules:
-                state = module(state, problem)
+            with self._autocast(batch):
+                problem = self._problem(batch, maps)
+                state = self.net.init_state(problem) if state is None else state
+                for module in self.modules:
+                    state = module(state, problem)
             if not self.is_last:
                 self._send(state, problem, tag)
                 return None
