@@ -46,6 +46,7 @@ from gleam_mri.training.checkpoint import (
     save_checkpoint,
 )
 from gleam_mri.training.logging import RunLogger
+from gleam_mri.training.loop import is_due, training_dataset
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.stage_checkpoints import prune, resume_step, stage_file
 from gleam_mri.training.strategies.base import NonFiniteLossError
@@ -54,10 +55,6 @@ from gleam_mri.training.strategies.pipeline import PipelineGreedy
 
 class PipelineStopped(RuntimeError):
     """A stage met a non-finite loss; the per-stage checkpoints already written are kept."""
-
-
-def _due(done: int, every: int, total: int) -> bool:
-    return done == total or (every > 0 and done % every == 0)
 
 
 def fit_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
@@ -86,8 +83,6 @@ class _PipelineRun:
     """One rank's run: data, stage, resume, hooks (validation, checkpoints, logs), merge."""
 
     def __init__(self, cfg: Config, device: torch.device, resume: bool, progress: bool) -> None:
-        from gleam_mri.training.loop import training_dataset
-
         self.cfg, self.device = cfg, device
         root = Path(cfg.data.root)
         train_set = training_dataset(cfg, root / cfg.data.train_split)
@@ -168,7 +163,7 @@ class _PipelineRun:
         metrics = {f"val/{k}": v["mean"] for k, v in summarize(results).items()}
         metrics["val/loss"] = sum(losses) / max(len(losses), 1)
         if self.logger is not None:
-            images = _due(done, self.cfg.train.image_every, self.cfg.train.steps)
+            images = is_due(done, self.cfg.train.image_every, self.cfg.train.steps)
             self.logger.validation(done, metrics, results if images else [])
             self.bar.write(
                 f"step {done}: val loss {metrics['val/loss']:.4g}  "
@@ -177,16 +172,16 @@ class _PipelineRun:
 
     def on_step(self, done: int, metrics: dict[str, Any]) -> None:
         train = self.cfg.train
-        if self.saves and _due(done, train.log_every, train.steps):
+        if self.saves and is_due(done, train.log_every, train.steps):
             self.stage_log.scalars(done, metrics)
         if self.logs:
-            if _due(done, train.log_every, train.steps):
+            if is_due(done, train.log_every, train.steps):
                 last = metrics[f"loss/module_{self.stage.n_modules - 1}"]
                 self.logger.scalars(done, {"loss": last})
             self.bar.update(1)
-        if _due(done, train.val_every, train.steps) and train.val_every > 0:
+        if is_due(done, train.val_every, train.steps) and train.val_every > 0:
             self.validate(done)
-        if self.saves and _due(done, train.ckpt_every, train.steps):
+        if self.saves and is_due(done, train.ckpt_every, train.steps):
             state = {**self.stage.state_dict(), "model_config": config_to_dict(self.cfg)["model"]}
             save_checkpoint(stage_file(self.out, self.stage.stage, done), state)
             lag = self.cfg.strategy.staleness + 1

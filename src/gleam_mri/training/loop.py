@@ -144,7 +144,7 @@ def training_dataset(cfg: Config, folder: Path, deterministic_masks: bool = Fals
     )
 
 
-def _due(done: int, every: int, total: int) -> bool:
+def is_due(done: int, every: int, total: int) -> bool:
     """Whether a periodic action (``every`` steps; 0 = only at the end) runs after step ``done``."""
     return done == total or (every > 0 and done % every == 0)
 
@@ -199,19 +199,19 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 ) from err
             stats["time/step_s"] = time.perf_counter() - started
             done = step + 1
-            if _due(done, cfg.train.log_every, cfg.train.steps):
+            if is_due(done, cfg.train.log_every, cfg.train.steps):
                 logger.scalars(done, stats)
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.4g}")
-            if _due(done, cfg.train.val_every, cfg.train.steps):
+            if is_due(done, cfg.train.val_every, cfg.train.steps):
                 metrics, results = validate(run, val_loader, loss_fn)
-                images = _due(done, cfg.train.image_every, cfg.train.steps)
+                images = is_due(done, cfg.train.image_every, cfg.train.steps)
                 logger.validation(done, metrics, results if images else [])
                 bar.write(
                     f"step {done}: val loss {metrics['val/loss']:.4g}  "
                     f"PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
                 )
-            if _due(done, cfg.train.ckpt_every, cfg.train.steps):
+            if is_due(done, cfg.train.ckpt_every, cfg.train.steps):
                 save_checkpoint(ckpt_path, checkpoint_state(run, done, kind))
                 start = done
     finally:
