@@ -1,12 +1,20 @@
-"""Centred, orthonormal FFTs over the last ``ndim`` axes.
+"""Centred, orthonormal FFTs: the one implementation of the project's convention.
 
 Convention (fastMRI, sigpy, BART ``fft -u``): ``ifftshift -> fftn(norm="ortho") -> fftshift``,
 so the DC sample sits at index ``N // 2`` of each transformed axis, for odd and even ``N``.
+:func:`fftnc` / :func:`ifftnc` transform the last ``ndim`` axes of a tensor; :func:`centred_fft`
+transforms any given axes of a torch tensor or a numpy array.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
 import torch
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
 def _axes(x: torch.Tensor, ndim: int) -> tuple[int, ...]:
@@ -17,17 +25,28 @@ def _axes(x: torch.Tensor, ndim: int) -> tuple[int, ...]:
     return tuple(range(-ndim, 0))
 
 
+def centred_fft(x: ArrayT, axes: Sequence[int], inverse: bool = False) -> ArrayT:
+    """Centred orthonormal (inverse) FFT of complex ``x`` ``(..., *N)`` over ``axes``.
+
+    ``x`` is a torch tensor (transformed with ``torch.fft``) or a numpy array (``numpy.fft``);
+    the result has the shape of ``x`` and the same kind. No argument checks: callers pass valid
+    axes (this is the hot path of :class:`~gleam_mri.physics.operators.SenseOp`).
+    """
+    axes = tuple(axes)
+    if isinstance(x, torch.Tensor):
+        x = torch.fft.ifftshift(x, dim=axes)
+        x = (torch.fft.ifftn if inverse else torch.fft.fftn)(x, dim=axes, norm="ortho")
+        return torch.fft.fftshift(x, dim=axes)
+    transform = np.fft.ifftn if inverse else np.fft.fftn
+    x = transform(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho")
+    return np.fft.fftshift(x, axes=axes)
+
+
 def fftnc(x: torch.Tensor, ndim: int = 2) -> torch.Tensor:
     """Centred orthonormal FFT of complex ``x`` ``(..., *N)`` over its last ``ndim`` axes."""
-    axes = _axes(x, ndim)
-    x = torch.fft.ifftshift(x, dim=axes)
-    x = torch.fft.fftn(x, dim=axes, norm="ortho")
-    return torch.fft.fftshift(x, dim=axes)
+    return centred_fft(x, _axes(x, ndim))
 
 
 def ifftnc(x: torch.Tensor, ndim: int = 2) -> torch.Tensor:
     """Centred orthonormal inverse FFT of complex ``x`` ``(..., *N)``, last ``ndim`` axes."""
-    axes = _axes(x, ndim)
-    x = torch.fft.ifftshift(x, dim=axes)
-    x = torch.fft.ifftn(x, dim=axes, norm="ortho")
-    return torch.fft.fftshift(x, dim=axes)
+    return centred_fft(x, _axes(x, ndim), inverse=True)

@@ -48,6 +48,7 @@ import numpy as np
 
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import _find, _local, parse_ismrmrd_header
+from gleam_mri.fft import centred_fft
 
 # ISMRMRD flag bits (1-based, as in the spec); the flag value is 1 << (bit - 1)
 ACQ_IS_NOISE_MEASUREMENT = 19
@@ -117,13 +118,6 @@ class RawKspace:
         )
 
 
-def centred_fft(x: np.ndarray, axes: tuple[int, ...], inverse: bool = False) -> np.ndarray:
-    """Centred orthonormal (inverse) FFT of ``x`` over ``axes`` (as ``gleam_mri.fft``)."""
-    transform = np.fft.ifftn if inverse else np.fft.fftn
-    x = transform(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho")
-    return np.fft.fftshift(x, axes=axes)
-
-
 def rss_image(kspace: np.ndarray, kind: str, recon_size: Any = None) -> np.ndarray:
     """Root-sum-of-squares image ``(S, [Z|T,] h, w)`` float32 of ``kspace`` ``(S, C, *D)``.
 
@@ -156,14 +150,8 @@ def remove_readout_oversampling(kspace: np.ndarray, axis: int = -2) -> np.ndarra
     n = kspace.shape[axis]
     if n % 2:
         raise ValueError(f"readout oversampling removal needs an even length, got {n}")
-    img = np.fft.fftshift(
-        np.fft.ifft(np.fft.ifftshift(kspace, axes=axis), axis=axis, norm="ortho"), axes=axis
-    )
-    img = _crop(img, axis, n // 2)
-    out = np.fft.fftshift(
-        np.fft.fft(np.fft.ifftshift(img, axes=axis), axis=axis, norm="ortho"), axes=axis
-    )
-    return out.astype(np.complex64)
+    img = _crop(centred_fft(kspace, (axis,), inverse=True), axis, n // 2)
+    return centred_fft(img, (axis,)).astype(np.complex64)
 
 
 # ----------------------------------------------------------------------------------- header

@@ -36,7 +36,7 @@ from gleam_mri.data.datasets import (
     normalized_item,
 )
 from gleam_mri.data.fastmri import read_fastmri
-from gleam_mri.fft import ifftnc
+from gleam_mri.fft import centred_fft, ifftnc
 from gleam_mri.physics.coils import rss
 from gleam_mri.physics.operators import SenseOp
 
@@ -52,13 +52,6 @@ def _check_volume(kspace: torch.Tensor, name: str = "kspace") -> None:
         raise ValueError(
             f"{name} must be 3D multi-coil (C, Z, H, W), got shape {tuple(kspace.shape)}"
         )
-
-
-def _fft_readout(x: torch.Tensor, inverse: bool) -> torch.Tensor:
-    """Centred orthonormal (inverse) FFT along the readout axis ``-2`` (the project convention)."""
-    x = torch.fft.ifftshift(x, dim=READOUT)
-    x = (torch.fft.ifft if inverse else torch.fft.fft)(x, dim=READOUT, norm="ortho")
-    return torch.fft.fftshift(x, dim=READOUT)
 
 
 def readout_slabs(kspace: torch.Tensor | int, slab: int, overlap: int = 0) -> list[tuple[int, int]]:
@@ -97,8 +90,8 @@ def extract_slab(kspace: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     height = kspace.shape[READOUT]
     if not 0 <= start < stop <= height:
         raise ValueError(f"slab rows {start}:{stop} are not a non-empty range inside H = {height}")
-    hybrid = _fft_readout(kspace, inverse=True)
-    return _fft_readout(hybrid[..., start:stop, :].contiguous(), inverse=False)
+    hybrid = centred_fft(kspace, (READOUT,), inverse=True)
+    return centred_fft(hybrid[..., start:stop, :].contiguous(), (READOUT,))
 
 
 def _check_mask(mask: torch.Tensor, kspace: torch.Tensor) -> None:
@@ -291,12 +284,12 @@ def reconstruct_volume_in_slabs(
     run_on = kspace.device if device is None else torch.device(device)
     dtype = torch.complex128 if kspace.dtype == torch.complex128 else torch.complex64
     mask = mask.to(torch.float32)
-    hybrid = _fft_readout(kspace * mask.to(kspace.device), inverse=True)
+    hybrid = centred_fft(kspace * mask.to(kspace.device), (READOUT,), inverse=True)
     _, z, height, w = kspace.shape
     total = torch.zeros(z, height, w, dtype=torch.complex128, device=kspace.device)
     weights = torch.zeros(height, dtype=torch.float64, device=kspace.device)
     for j, (start, stop) in enumerate(bounds):
-        slab_k = _fft_readout(hybrid[..., start:stop, :].contiguous(), inverse=False)
+        slab_k = centred_fft(hybrid[..., start:stop, :].contiguous(), (READOUT,))
         slab_k = slab_k.to(run_on, dtype)
         slab_mask = mask.to(run_on)
         if maps is None:
