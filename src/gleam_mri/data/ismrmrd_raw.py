@@ -49,6 +49,7 @@ import numpy as np
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import _find, _local, parse_ismrmrd_header
 from gleam_mri.fft import centred_fft
+from gleam_mri.physics.coils import rss
 
 # ISMRMRD flag bits (1-based, as in the spec); the flag value is 1 << (bit - 1)
 ACQ_IS_NOISE_MEASUREMENT = 19
@@ -126,7 +127,7 @@ def rss_image(kspace: np.ndarray, kind: str, recon_size: Any = None) -> np.ndarr
     """
     axes = (-3, -2, -1) if kind == "3d" else (-2, -1)
     image = centred_fft(kspace, axes, inverse=True)
-    out = np.sqrt((np.abs(image) ** 2).sum(axis=1)).astype(np.float32)
+    out = rss(image, dim=1).astype(np.float32)
     if recon_size is not None:
         for axis, size in ((-2, recon_size[0]), (-1, recon_size[1])):
             out = _crop(out, axis, int(size))

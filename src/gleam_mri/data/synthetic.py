@@ -26,6 +26,7 @@ from tqdm import tqdm
 from gleam_mri.data.fastmri import make_ismrmrd_header, write_fastmri
 from gleam_mri.fft import ifftnc
 from gleam_mri.physics import anatomy, phantoms
+from gleam_mri.physics.coils import rss
 from gleam_mri.physics.simulate import simulate_multicoil
 
 KINDS = ("2d", "3d", "cine")
@@ -111,7 +112,7 @@ def _magnitudes(spec: SyntheticSpec, rng: np.random.Generator, volume) -> np.nda
 
 def _rss_of_kspace(kspace: np.ndarray, fft_ndim: int) -> np.ndarray:
     coil_images = ifftnc(torch.from_numpy(kspace), fft_ndim)
-    return torch.sqrt((coil_images.abs() ** 2).sum(dim=0)).numpy().astype(np.float32)
+    return rss(coil_images, dim=0).numpy().astype(np.float32)
 
 
 def _header(spec: SyntheticSpec) -> bytes:

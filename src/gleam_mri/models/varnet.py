@@ -20,6 +20,7 @@ from gleam_mri.fft import ifftnc
 from gleam_mri.models.dc import KspaceDC
 from gleam_mri.models.unet import UNet
 from gleam_mri.models.unrolled import Iteration, Problem
+from gleam_mri.physics.coils import rss
 from gleam_mri.physics.espirit import find_calibration_size
 
 
@@ -98,5 +99,5 @@ class SensitivityModel(nn.Module):
         out = self._unet((real - mean) / std) * std + mean
         out = out.float() if out.dtype == torch.bfloat16 else out
         maps = torch.view_as_complex(out.movedim(1, -1).contiguous()).reshape(coil_images.shape)
-        norm = torch.sqrt((maps.abs() ** 2).sum(dim=1, keepdim=True)).clamp_min(1e-6)
+        norm = rss(maps, dim=1, keepdim=True).clamp_min(1e-6)
         return problem.with_maps((maps / norm).to(y.dtype))

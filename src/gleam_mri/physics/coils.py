@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
 def birdcage_maps(
@@ -51,10 +54,17 @@ def birdcage_maps(
         phase = np.angle((x - cx) + 1j * (y - cy)) + theta
         maps[c] = np.exp(1j * phase) / (dist**2 + 0.1)
     if normalize:
-        maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
+        maps /= rss(maps, dim=0, keepdim=True)
     return torch.from_numpy(maps).to(dtype)
 
 
-def rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Root-sum-of-squares over the coil axis ``dim`` (default: ``(B, C, *D) -> (B, *D)``)."""
-    return torch.sqrt((x.abs() ** 2).sum(dim=dim))
+def rss(x: ArrayT, dim: int = 1, keepdim: bool = False) -> ArrayT:
+    """Root-sum-of-squares ``sqrt(sum |x|^2)`` over the coil axis ``dim``.
+
+    ``x`` is a torch tensor or a numpy array (the result is of the same kind, real): by default
+    ``(B, C, *D) -> (B, *D)``; with ``keepdim`` the axis stays with size 1, ``(B, 1, *D)`` (to
+    normalise coil maps to ``sum_c |S_c|^2 = 1``).
+    """
+    if isinstance(x, torch.Tensor):
+        return torch.sqrt((x.abs() ** 2).sum(dim=dim, keepdim=keepdim))
+    return np.sqrt((np.abs(x) ** 2).sum(axis=dim, keepdims=keepdim))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from gleam_mri.physics.coils import birdcage_maps
+from gleam_mri.physics.coils import birdcage_maps, rss
 from gleam_mri.physics.operators import SenseOp
 
 
@@ -82,7 +82,7 @@ def perturbed_birdcage_maps(
     maps = birdcage_maps(n_coils, shape, radius=radius).numpy()
     rotate = {"angle": angle, "axes": (-1, -2), "reshape": False, "order": 1, "mode": "nearest"}
     maps = ndimage.rotate(maps.real, **rotate) + 1j * ndimage.rotate(maps.imag, **rotate)
-    maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
+    maps /= rss(maps, dim=0, keepdim=True)
     return maps.astype(np.complex64)
 
 
@@ -178,7 +178,7 @@ def simulate_multicoil(
 
     op = SenseOp(torch.from_numpy(coil_maps)[None], None, fft_ndim)
     kspace = op.forward(torch.from_numpy(x)[None])[0].numpy()
-    target = np.sqrt((np.abs(coil_maps * x) ** 2).sum(axis=0)).astype(np.float32)
+    target = rss(coil_maps * x, dim=0).astype(np.float32)
 
     sigma = 0.0
     if snr_db is not None:
