@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from gleam_mri.data.batch import MRIBatch, center_crop, collate_batches
+from gleam_mri.crop import center_crop
+from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import SliceDataset, VolumeDataset
 from gleam_mri.data.errors import DatasetError, FastMRIFormatError
 from gleam_mri.data.fastmri import make_ismrmrd_header, write_fastmri

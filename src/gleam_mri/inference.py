@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from gleam_mri.data.batch import MRIBatch, center_crop, collate_batches
+from gleam_mri.crop import center_crop
+from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.fastmri import inspect_fastmri
 from gleam_mri.recon.evaluate import VolumeResult, evaluate

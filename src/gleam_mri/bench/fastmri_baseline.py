@@ -27,7 +27,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gleam_mri.config import ModelConfig
-from gleam_mri.data.batch import MRIBatch, center_crop
+from gleam_mri.crop import center_crop
+from gleam_mri.data.batch import MRIBatch
 
 VARIANTS = ("fastmri-e2e", "fastmri-checkpoint")
 

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from gleam_mri.config import ModelConfig
-from gleam_mri.data.batch import MRIBatch, center_crop
+from gleam_mri.crop import center_crop
+from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
 from gleam_mri.physics.coils import birdcage_maps
 

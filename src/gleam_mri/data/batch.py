@@ -9,20 +9,8 @@ from typing import Any
 
 import torch
 
+from gleam_mri.crop import center_crop
 from gleam_mri.physics.operators import SenseOp
-
-
-def center_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Centre-crop the last two axes of ``x`` ``(..., H, W)`` to ``size = (h, w)``.
-
-    The window starts at ``(H - h) // 2`` (fastMRI's convention). Raises ``ValueError`` when the
-    image is smaller than ``size``.
-    """
-    h, w = (int(s) for s in size)
-    if x.shape[-2] < h or x.shape[-1] < w:
-        raise ValueError(f"cannot crop an image of shape {tuple(x.shape)} to ({h}, {w})")
-    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-    return x[..., top : top + h, left : left + w]
 
 
 @dataclass

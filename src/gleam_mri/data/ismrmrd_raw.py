@@ -46,6 +46,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from gleam_mri.crop import center_crop
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import _find, _local, parse_ismrmrd_header
 from gleam_mri.fft import centred_fft
@@ -129,17 +130,10 @@ def rss_image(kspace: np.ndarray, kind: str, recon_size: Any = None) -> np.ndarr
     image = centred_fft(kspace, axes, inverse=True)
     out = rss(image, dim=1).astype(np.float32)
     if recon_size is not None:
-        for axis, size in ((-2, recon_size[0]), (-1, recon_size[1])):
-            out = _crop(out, axis, int(size))
+        for axis, size in ((-2, int(recon_size[0])), (-1, int(recon_size[1]))):
+            if 1 <= size < out.shape[axis]:
+                out = center_crop(out, (size,), axes=(axis,), keep_dc=True)
     return out
-
-
-def _crop(x: np.ndarray, axis: int, size: int) -> np.ndarray:
-    n = x.shape[axis]
-    if size >= n or size < 1:
-        return x
-    start = n // 2 - size // 2
-    return np.take(x, range(start, start + size), axis=axis)
 
 
 def remove_readout_oversampling(kspace: np.ndarray, axis: int = -2) -> np.ndarray:
@@ -151,7 +145,7 @@ def remove_readout_oversampling(kspace: np.ndarray, axis: int = -2) -> np.ndarra
     n = kspace.shape[axis]
     if n % 2:
         raise ValueError(f"readout oversampling removal needs an even length, got {n}")
-    img = _crop(centred_fft(kspace, (axis,), inverse=True), axis, n // 2)
+    img = center_crop(centred_fft(kspace, (axis,), inverse=True), (n // 2,), (axis,), keep_dc=True)
     return centred_fft(img, (axis,)).astype(np.complex64)
 
 

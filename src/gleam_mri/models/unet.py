@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gleam_mri.crop import center_crop
+
 
 @dataclass(frozen=True)
 class DimsSpec:
@@ -207,10 +209,7 @@ class UNet(nn.Module):
         for up, block in zip(self.up, self.up_conv, strict=True):
             h = block(torch.cat([up(h), skips.pop()], dim=1))
         h = self.out(h)
-        starts = [(p - n) // 2 for n, p in zip(size, h.shape[2:], strict=True)]
-        spans = [slice(s, s + n) for s, n in zip(starts, size, strict=True)]
-        crop = (slice(None), slice(None), *spans)
-        return unfold_batch(h[crop], lead)
+        return unfold_batch(center_crop(h, size), lead)
 
     def _padding(self, size: torch.Size) -> list[int]:
         """``F.pad`` amounts (last axis first) making each pooled axis divisible by its factor."""

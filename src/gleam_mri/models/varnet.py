@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from gleam_mri.crop import center_slices
 from gleam_mri.fft import ifftnc
 from gleam_mri.models.dc import KspaceDC
 from gleam_mri.models.unet import UNet
@@ -55,10 +56,7 @@ def acs_mask(mask: torch.Tensor | None, kspace_shape: torch.Size, fft_ndim: int)
         else:
             item = mask[b if mask.shape[0] > 1 else 0]
             sizes = list(find_calibration_size(item, fft_ndim, encoded))
-        window = tuple(
-            slice(n // 2 - s // 2, n // 2 - s // 2 + s) for n, s in zip(encoded, sizes, strict=True)
-        )
-        out[(b, slice(None), ..., *window)] = 1.0
+        out[(b, slice(None), ..., *center_slices(encoded, sizes, keep_dc=True))] = 1.0
     return out
 
 

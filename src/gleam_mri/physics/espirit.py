@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import torch
 
+from gleam_mri.crop import center_crop
 from gleam_mri.fft import ifftnc
 
 _WORK_DTYPE = torch.complex128
@@ -62,12 +63,6 @@ def _check_kspace(kspace: torch.Tensor, fft_ndim: int, exact_rank: bool) -> None
         )
 
 
-def _centre_slices(full: Sequence[int], sizes: Sequence[int]) -> tuple[slice, ...]:
-    """Slices of the centred block of ``sizes`` in ``full``: DC (``N // 2``) stays at ``n // 2``."""
-    starts = [n // 2 - s // 2 for n, s in zip(full, sizes, strict=True)]
-    return tuple(slice(start, start + s) for start, s in zip(starts, sizes, strict=True))
-
-
 def calibration_region(
     kspace: torch.Tensor, calib_size: int | Sequence[int], fft_ndim: int = 2
 ) -> torch.Tensor:
@@ -85,7 +80,7 @@ def calibration_region(
         raise ValueError(
             f"calibration size {sizes} is larger than the encoded k-space shape {full}"
         )
-    return kspace[(..., *_centre_slices(full, sizes))]
+    return center_crop(kspace, sizes, keep_dc=True)
 
 
 def find_calibration_size(
@@ -120,7 +115,7 @@ def find_calibration_size(
         sampled = sampled.flatten(0, sampled.ndim - fft_ndim - 1).all(dim=0)
     full = tuple(sampled.shape)
     sizes = [1] * fft_ndim
-    if not bool(sampled[_centre_slices(full, sizes)].all()):
+    if not bool(center_crop(sampled, sizes, keep_dc=True).all()):
         raise ValueError("the mask does not sample the k-space centre (DC at N // 2)")
     blocked = [n == 1 for n in full]
     while not all(blocked):
@@ -129,7 +124,7 @@ def find_calibration_size(
                 continue
             trial = list(sizes)
             trial[axis] += 1
-            if bool(sampled[_centre_slices(full, trial)].all()):
+            if bool(center_crop(sampled, trial, keep_dc=True).all()):
                 sizes = trial
             blocked[axis] = sizes[axis] != trial[axis] or sizes[axis] == full[axis]
     return tuple(sizes)
