@@ -21,6 +21,7 @@ from gleam_mri.config import (
     load_config,
     save_config,
 )
+from gleam_mri.training.strategies import STRATEGIES
 
 
 def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
@@ -46,7 +47,9 @@ def test_defaults_match_the_documented_values() -> None:
         64,
         "auto",
     )
-    assert cfg.strategy == StrategyConfig(name="e2e", modules=None, checkpoint_every=1)
+    assert cfg.strategy == StrategyConfig(name="e2e")
+    assert cfg.strategy.settings("greedy").modules is None  # one module per iteration
+    assert cfg.strategy.settings("checkpoint").checkpoint_every == 1
     assert cfg.optim == OptimConfig(name="Adam", lr=1e-3, scheduler=None, amp=False)
     assert (cfg.train.seed, cfg.train.loss, cfg.train.device) == (0, "l1", "auto")
     # mutable defaults are not shared between instances
@@ -110,7 +113,7 @@ def test_overrides_are_parsed_as_yaml_and_applied_after_the_file(tmp_path: Path)
     )
     assert cfg.model.unrolls == 16
     assert cfg.optim.lr == pytest.approx(3e-4) and type(cfg.optim.lr) is float
-    assert cfg.strategy.name == "greedy" and cfg.strategy.modules is None
+    assert cfg.strategy.name == "greedy" and cfg.strategy.settings().modules is None
     assert cfg.model.dc == {"step_init": 0.5, "cg_iters": 10}
     assert cfg.data.mask == {"name": "equispaced", "center_fractions": [0.04], "accelerations": [8]}
     assert cfg.optim.scheduler == "CosineAnnealingLR"
@@ -118,6 +121,43 @@ def test_overrides_are_parsed_as_yaml_and_applied_after_the_file(tmp_path: Path)
     assert cfg.name == "a=b"
     assert cfg.train.steps == 7
     assert cfg.model.shared_weights is True
+
+
+def test_only_the_chosen_strategy_checks_its_options_against_the_model() -> None:
+    """Greedy refuses more modules than iterations; e2e ignores the greedy-only option."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["strategy.name=greedy", "strategy.modules=9"])
+    assert str(info.value).startswith("override 'strategy.modules=9': strategy.modules: ")
+    assert "model.unrolls=8" in str(info.value)
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml"
+    cfg = load_config(demo, ["strategy.name=e2e", "model.unrolls=2"])  # demo: modules 4
+    assert cfg.strategy.settings() == STRATEGIES["e2e"].Options()
+    assert cfg.strategy.options["modules"] == 4  # kept for a switch back, unused by e2e
+    with pytest.raises(ConfigError, match=r"strategy\.modules: 4 modules cannot be cut"):
+        load_config(demo, ["strategy.name=greedy", "model.unrolls=2"])
+    with pytest.raises(ConfigError, match="batch_size=2 must be a multiple of the 3 replicas"):
+        load_config(demo, ["strategy.name=pipeline", "strategy.replicas=3"])
+
+
+def test_strategy_options_are_typed_by_the_strategy_and_default_to_its_values() -> None:
+    cfg = load_config(None, ["strategy.name=checkpoint", "strategy.checkpoint_every=2"])
+    assert cfg.strategy.settings().checkpoint_every == 2
+    assert config_to_dict(cfg)["strategy"] == {"name": "checkpoint", "checkpoint_every": 2}
+    cfg = load_config(None, ["strategy.name=pipeline"])
+    assert config_to_dict(cfg)["strategy"] == {
+        "name": "pipeline",
+        "modules": None,
+        "module_loss": None,
+        "staleness": 1,
+        "replicas": 1,
+        "timeout": 60.0,
+    }
+    assert cfg.strategy.settings().strategy_kwargs(cfg) == {
+        "modules": None,
+        "staleness": 1,
+        "replicas": 1,
+        "timeout": 60.0,
+    }
 
 
 def test_dotted_override_into_a_default_dict_keeps_the_other_entries() -> None:
@@ -153,7 +193,9 @@ BAD_OVERRIDES = [
     ("optim.scheduler=StepLr", ["optim.scheduler", "did you mean 'StepLR'"]),
     ("data.mask={name: poisson}", ["data.mask", "invalid mask spec", "acceleration"]),
     ("data.mask.name=spiral", ["data.mask", "unknown mask name 'spiral'"]),
-    ("strategy.modules=9", ["strategy.modules", "model.unrolls=8"]),
+    ("strategy.name=greedi", ["strategy.name", "unknown strategy", "did you mean 'greedy'"]),
+    ("strategy.modles=3", ["strategy.modles", "unknown key", "did you mean 'modules'"]),
+    ("strategy.timeout=0", ["strategy.timeout", "must be > 0"]),
     ("model.unrolls.x=1", ["model.unrolls", "not a mapping", "model.unrolls.x"]),
 ]
 

@@ -72,7 +72,7 @@ def test_invertible_needs_an_invertible_net():
 
 
 def test_build_strategy_table_and_unknown_name():
-    assert set(STRATEGIES) == {"e2e", "checkpoint", "invertible", "greedy"}
+    assert set(STRATEGIES) == {"e2e", "checkpoint", "invertible", "greedy", "pipeline"}
     with pytest.raises(ValueError, match="unknown training strategy 'sgd'"):
         build_strategy("sgd", make_net("2d", 2), build_loss("l1"))
     with pytest.raises(ValueError, match="every"):
@@ -80,6 +80,49 @@ def test_build_strategy_table_and_unknown_name():
 
 
 # ----------------------------------------------------------------------------- greedy
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_greedy_with_one_module_equals_end_to_end(kind, variant):
+    """One module is the whole network: the same loss, gradients and parameters after a step
+    (float64, SGD with momentum and Adam; measured equal to the last bit, bound 1e-12)."""
+    batch = make_batch(kind)
+    for optimizer in ("SGD", "Adam"):
+        nets = [make_net(kind, 3, **VARIANTS[variant]) for _ in range(2)]
+        kwargs = {"optimizer": optimizer, "lr": 1e-2}
+        if optimizer == "SGD":
+            kwargs["optimizer_kwargs"] = {"momentum": 0.9}
+        e2e = build_strategy("e2e", nets[0], build_loss("l1"), **kwargs)
+        greedy = build_strategy("greedy", nets[1], build_loss("l1"), modules=1, **kwargs)
+        for _ in range(2):
+            a, b = e2e.train_step(batch), greedy.train_step(batch)
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-12, abs=0)
+        for (name, p), q in zip(nets[0].named_parameters(), nets[1].parameters(), strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-12, msg=name)
+        assert any(
+            not torch.equal(p, q)
+            for p, q in zip(
+                nets[0].parameters(),
+                make_net(kind, 3, **VARIANTS[variant]).parameters(),
+                strict=True,
+            )
+        )  # the step changed the parameters
+
+
+def test_single_process_pipeline_is_simultaneous_greedy():
+    """Without a process group a pipeline stage owns every module: greedy, bit for bit."""
+    batch = make_batch("2d")
+    nets = [make_net("2d", 4, prologue=True) for _ in range(2)]
+    greedy = build_strategy("greedy", nets[0], build_loss("mse"), modules=2)
+    stage = build_strategy("pipeline", nets[1], build_loss("mse"), modules=2)
+    assert stage.module_ids == [0, 1] and stage.is_first and stage.is_last
+    for _ in range(3):
+        assert greedy.train_step(batch) == stage.train_step(batch)
+    stage.finish()
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert torch.equal(greedy.reconstruct(batch), stage.reconstruct(batch))
 
 
 def test_greedy_one_optimizer_per_module():

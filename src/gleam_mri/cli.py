@@ -75,24 +75,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gleam_mri.training.loop import TrainingStopped, fit
 
     cfg = load_config(args.config, args.set)
-    if cfg.strategy.name == "pipeline":
-        from gleam_mri.training.distributed import PipelineStopped, fit_pipeline
-        from gleam_mri.training.strategies.pipeline import PipelinePeerError
-
-        try:
-            ckpt = fit_pipeline(cfg, resume=args.resume, progress=not args.quiet)
-        except (PipelineStopped, PipelinePeerError) as err:
-            print(f"gleam train: {err}", file=sys.stderr)
-            return 3
-        if int(os.environ.get("RANK", 0)) == 0:
-            print(f"checkpoint: {ckpt}\nmetrics log: {ckpt.parent / 'metrics.jsonl'}")
-        return 0
     try:
         ckpt = fit(cfg, resume=args.resume, progress=not args.quiet)
     except TrainingStopped as err:
         print(f"gleam train: {err}", file=sys.stderr)
         return 3
-    print(f"checkpoint: {ckpt}\nmetrics log: {ckpt.parent / 'metrics.jsonl'}")
+    if int(os.environ.get("RANK", 0)) == 0:  # one line per run under torchrun
+        print(f"checkpoint: {ckpt}\nmetrics log: {ckpt.parent / 'metrics.jsonl'}")
     return 0
 
 

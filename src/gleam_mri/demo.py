@@ -47,7 +47,7 @@ def ensure_trained(cfg: Config, progress: bool = True) -> tuple[Path, float]:
         return ckpt, 0.0
     print(
         f"training GLEAM ({cfg.model.name}, {cfg.model.unrolls} iterations, "
-        f"{cfg.strategy.modules} modules, {cfg.train.steps} steps) ..."
+        f"{cfg.strategy.settings('greedy').modules} modules, {cfg.train.steps} steps) ..."
     )
     start = time.perf_counter()
     fit(cfg, resume=ckpt.exists(), progress=progress)
@@ -102,6 +102,12 @@ def run_demo(
     return report
 
 
+def _strategy_text(cfg: Config) -> str:
+    """The chosen strategy's options, e.g. ``modules=4, mode=simultaneous``."""
+    settings = asdict(cfg.strategy.settings())
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None) or "no options"
+
+
 def _report_text(cfg, data_dir, files, table, grid, train_seconds) -> str:
     spec = DEMO_SPEC
     trained = f"{train_seconds:.0f} s" if train_seconds else "reused from an earlier run"
@@ -113,8 +119,8 @@ def _report_text(cfg, data_dir, files, table, grid, train_seconds) -> str:
         f"Undersampling: `{cfg.data.mask}`, fixed per slice for evaluation.\n\n"
         f"Network: GLEAM {cfg.model.name.upper()} with {cfg.model.unrolls} iterations "
         f"({cfg.model.regularizer}, {cfg.model.features} features, {cfg.model.blocks} blocks), "
-        f"trained with the `{cfg.strategy.name}` strategy ({cfg.strategy.modules} modules, "
-        f"{cfg.strategy.mode}) for {cfg.train.steps} steps of batch {cfg.data.batch_size} "
+        f"trained with the `{cfg.strategy.name}` strategy ({_strategy_text(cfg)}) for "
+        f"{cfg.train.steps} steps of batch {cfg.data.batch_size} "
         f"({cfg.train.loss} loss, {cfg.optim.name} lr {cfg.optim.lr:g}); "
         f"training time: {trained}.\n"
         "Baselines: zero-filled (`A^H y`) and CG-SENSE (Tikhonov weight 0.01, 20 CG iterations), "

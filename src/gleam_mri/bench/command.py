@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``gleam bench`` (shared with ``benchmarks/bench.py``)."""
     from gleam_mri.training.strategies import STRATEGIES
 
+    single = [name for name, cls in STRATEGIES.items() if not cls.distributed]
     p.add_argument("--preset", default="2d-knee", help="workload preset (see the list below)")
     p.add_argument(
         "--config",
@@ -55,9 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strategies",
         nargs="+",
-        default=list(STRATEGIES),
+        default=single,
         metavar="NAME",
-        help=f"strategies to measure (default: all of {', '.join(STRATEGIES)})",
+        help=f"strategies to measure (default: all single-process ones, {', '.join(single)})",
     )
     p.add_argument(
         "--depths",

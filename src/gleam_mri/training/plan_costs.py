@@ -45,13 +45,13 @@ from typing import Any
 
 import torch
 
-from gleam_mri.config import Config
+from gleam_mri.config import Config, StrategyConfig
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
 from gleam_mri.models.builders import build_model
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.memory import SavedTensorMeter, cuda_peak_memory
-from gleam_mri.training.strategies import build_strategy
+from gleam_mri.training.strategies import build_strategy, optimizer_kwargs
 
 PLAN_STRATEGIES = ("e2e", "checkpoint", "invertible", "greedy")
 
@@ -160,12 +160,12 @@ def _nbytes(tensors: Any, device: torch.device) -> int:
 
 
 def _strategy_kwargs(cfg: Config, strategy: str, modules: int | None, every: int | None) -> dict:
-    from gleam_mri.training.loop import strategy_options  # the loop imports much: defer
-
-    s = dataclasses.replace(cfg.strategy, name=strategy, modules=modules)
+    """Constructor arguments of ``strategy`` from ``cfg`` with the planned modules / segments."""
+    options = {**cfg.strategy.options, "modules": modules}
     if every is not None:
-        s = dataclasses.replace(s, checkpoint_every=every)
-    return strategy_options(dataclasses.replace(cfg, strategy=s))
+        options["checkpoint_every"] = every
+    chosen = dataclasses.replace(cfg, strategy=StrategyConfig(strategy, options))
+    return {**optimizer_kwargs(cfg.optim), **chosen.strategy.settings().strategy_kwargs(chosen)}
 
 
 def measure_step(
@@ -363,7 +363,7 @@ def measure_costs(
         kind=kind,
         shape=shape,
         coils=int(coils),
-        every=cfg.strategy.checkpoint_every,
+        every=cfg.strategy.settings("checkpoint").checkpoint_every,
         shared_weights=cfg.model.shared_weights,
         allocator=allocator,
         terms=terms,

@@ -257,8 +257,9 @@ def _explain(ch: Choice, budget: int) -> str:
 def _search(
     costs: CostModel, strategy: str, knob: str, cfg: Config, budget: int, limit: int
 ) -> Choice:
-    depth0, batch0, every = cfg.model.unrolls, cfg.data.batch_size, cfg.strategy.checkpoint_every
-    modules0 = cfg.strategy.modules
+    depth0, batch0 = cfg.model.unrolls, cfg.data.batch_size
+    every = cfg.strategy.settings("checkpoint").checkpoint_every
+    modules0 = cfg.strategy.settings("greedy").modules
 
     def setting(v: int) -> tuple[int, int, int | None]:
         depth = v if knob == "depth" else depth0
@@ -324,7 +325,7 @@ def plan(
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {limit!r}")
     if costs is None:
-        from gleam_mri.training.loop import resolve_device
+        from gleam_mri.devices import resolve_device
 
         kind, shape, coils = problem_from_config(cfg, kind, shape, coils)
         costs = measure_costs(cfg, kind, shape, coils, resolve_device(str(device)))
@@ -333,8 +334,8 @@ def plan(
         "model": f"{m.name} ({m.regularizer}, {m.features} features, {m.blocks} blocks)",
         "depth": m.unrolls,
         "batch": cfg.data.batch_size,
-        "modules": cfg.strategy.modules,
-        "every": cfg.strategy.checkpoint_every,
+        "modules": cfg.strategy.settings("greedy").modules,
+        "every": cfg.strategy.settings("checkpoint").checkpoint_every,
     }
     notes = []
     if not costs.allocator:

@@ -1,4 +1,5 @@
-"""Per-stage checkpoints of pipelined GLEAM: file names, retention and the common resume step.
+"""Per-stage checkpoints of pipelined GLEAM: file names, retention, the common resume step, and
+the merge of the stages into an ordinary ``last.pt`` at the end (:class:`StageCheckpoints`).
 
 Replica 0 of stage ``s`` writes ``stage<s>_step<NNNNNNNN>.pt`` (atomically, weights only) every
 ``train.ckpt_every`` steps and at the end, *before* acknowledging that step upstream. Stages
@@ -14,10 +15,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch.distributed as dist
 
+from gleam_mri.config import config_to_dict
+from gleam_mri.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from gleam_mri.training.distributed import gather_to_first
+from gleam_mri.training.run import Run, checkpoint_state
 from gleam_mri.training.strategies.stage_link import PipelineLayout
+
+if TYPE_CHECKING:
+    from gleam_mri.training.strategies.pipeline import PipelineGreedy
 
 _NAME = re.compile(r"^stage(\d+)_step(\d{8})\.pt$")
 
@@ -87,3 +96,62 @@ def resume_step(out_dir: Path, layout: PipelineLayout, rank: int, resume: bool) 
             f"(steps found per rank's stage: {seen}); the per-stage files were left untouched"
         )
     return max(common)
+
+
+class StageCheckpoints:
+    """The checkpoint store of a pipeline stage (see the module docstring).
+
+    Replica 0 of each stage writes and prunes its stage's files; ``finish`` gathers every
+    stage's parameters on rank 0, which writes ``last.pt`` in the ordinary format (so
+    ``gleam eval`` / ``gleam recon`` use it as any other run's).
+    """
+
+    def __init__(self, run: Run, stage: PipelineGreedy) -> None:
+        self.run, self.stage = run, stage
+        self.out = run.out_dir
+        self.model_config = config_to_dict(run.cfg)["model"]
+
+    def resume(self, resume: bool) -> int:
+        stage = self.stage
+        start = resume_step(self.out, stage.layout, stage.rank, resume)
+        if start:
+            path = stage_file(self.out, stage.stage, start)
+            state = load_checkpoint(path, map_location=self.run.device)
+            check_compatible(state, self.model_config, path)
+            try:
+                stage.load_state_dict(state)
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from err
+        return start
+
+    def save(self, done: int) -> None:
+        stage = self.stage
+        if stage.replica != 0:
+            return
+        state = {**stage.state_dict(), "model_config": self.model_config}
+        save_checkpoint(stage_file(self.out, stage.stage, done), state)
+        every = self.run.cfg.train.ckpt_every
+        prune(self.out, stage.layout, stage.stage, done, every, stage.staleness + 1)
+
+    def finish(self, done: int) -> Path:
+        stage = self.stage
+        mine = None
+        if stage.replica == 0:
+            mine = {k: v.detach().cpu() for k, v in stage.state_dict()["params"].items()}
+        gathered = gather_to_first(mine)
+        path = self.out / "last.pt"
+        if gathered is not None:
+            model = {k: v.detach().cpu().clone() for k, v in self.run.net.state_dict().items()}
+            for params in gathered:
+                model.update(params or {})
+            layout = {"stages": stage.layout.stages, "replicas": stage.layout.replicas}
+            strategy = {"name": stage.name, **layout}
+            save_checkpoint(path, checkpoint_state(self.run, done, model, strategy))
+        dist.barrier()
+        return path
+
+    def kept(self) -> str:
+        return (
+            f"The per-stage checkpoints written so far are kept in {self.out} (continue with "
+            "--resume after fixing the cause)"
+        )

@@ -1,80 +1,57 @@
-"""The :class:`Strategy` base: optimizers by name, clipping, mixed precision, non-finite checks.
+"""The :class:`Strategy` base: one training step, per-group optimizers, options, state.
 
 A strategy owns how gradients of an :class:`~gleam_mri.models.unrolled.UnrolledNet` are computed
-(end to end, checkpointed, invertible, greedy) and the optimizers that apply them; it never changes
-the model's code. One training step is::
+(end to end, checkpointed, invertible, greedy, pipelined greedy) and the optimizers that apply
+them (:class:`~gleam_mri.training.optimizers.ModuleOptimizers`); it never changes the model's
+code. One training step is::
 
-    zero grads -> forward_backward(batch) (losses, .grad; raises NonFiniteLossError before any
-    update) -> clip each optimizer's gradient norm -> optimizer.step -> scheduler.step
+    zero grads -> forward_backward(batch) (losses, .grad; NonFiniteLossError before any update)
+    -> reduce_gradients (data-parallel replicas) -> clip each group's norm -> step, schedulers
+
+A new strategy is a subclass in its own file, registered in ``STRATEGIES``
+(:mod:`gleam_mri.training.strategies`). It overrides :meth:`forward_backward` and, where needed,
+:meth:`parameter_groups` / :meth:`active_groups`, and declares its options as a small dataclass
+``Options`` (a :class:`StrategyOptions`): the config's ``strategy`` section is checked against it
+when the config is loaded, and :meth:`StrategyOptions.strategy_kwargs` turns it into constructor
+arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.devices import bf16_autocast, resolve_device
 from gleam_mri.models.unrolled import Problem, UnrolledNet
+from gleam_mri.training.errors import NonFiniteLossError
 from gleam_mri.training.losses import LossFn
+from gleam_mri.training.optimizers import ModuleOptimizers
+from gleam_mri.training.run import CheckpointStore, LastCheckpoint, Run
+
+if TYPE_CHECKING:
+    from gleam_mri.config import Config
+
+__all__ = ["NonFiniteLossError", "Strategy", "StrategyOptions"]
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss was NaN or infinite; raised before any optimizer step of that batch."""
+@dataclass
+class StrategyOptions:
+    """A strategy's own options (none by default): the config keys beside ``strategy.name``."""
 
+    def check(self, cfg: Config) -> None:
+        """Raise :class:`~gleam_mri.schema.ConfigError` when the options do not fit ``cfg``."""
 
-def build_optimizer(
-    name: str, params: Iterable[nn.Parameter], lr: float, kwargs: dict[str, Any] | None = None
-) -> torch.optim.Optimizer:
-    """``torch.optim.<name>(params, lr=lr, **kwargs)``; ``ValueError`` for an unknown name."""
-    cls = getattr(torch.optim, name, None) if isinstance(name, str) else None
-    if (
-        not isinstance(cls, type)
-        or not issubclass(cls, torch.optim.Optimizer)
-        or cls is torch.optim.Optimizer
-    ):
-        known = sorted(
-            k
-            for k, v in vars(torch.optim).items()
-            if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and k != "Optimizer"
-        )
-        raise ValueError(f"unknown optimizer {name!r}; torch.optim provides {known}")
-    params = list(params)
-    if not params:
-        raise ValueError(f"cannot build optimizer {name}: no parameters to optimise")
-    try:
-        return cls(params, lr=lr, **(kwargs or {}))
-    except TypeError as err:
-        raise TypeError(f"optimizer {name}: bad arguments {kwargs}: {err}") from err
-
-
-def build_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, kwargs: dict[str, Any] | None = None
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """``torch.optim.lr_scheduler.<name>(optimizer, **kwargs)``, stepped once per optimizer step.
-
-    ``ValueError`` for an unknown name and for ``ReduceLROnPlateau`` (it needs a validation
-    metric, not a per-step call).
-    """
-    base = torch.optim.lr_scheduler.LRScheduler
-    cls = getattr(torch.optim.lr_scheduler, name, None) if isinstance(name, str) else None
-    if name == "ReduceLROnPlateau":
-        raise ValueError("scheduler ReduceLROnPlateau needs a validation metric; not supported")
-    if not isinstance(cls, type) or not issubclass(cls, base) or cls is base:
-        known = sorted(
-            k
-            for k, v in vars(torch.optim.lr_scheduler).items()
-            if isinstance(v, type) and issubclass(v, base) and v is not base
-        )
-        raise ValueError(f"unknown scheduler {name!r}; torch.optim.lr_scheduler provides {known}")
-    try:
-        return cls(optimizer, **(kwargs or {}))
-    except TypeError as err:
-        raise TypeError(f"scheduler {name}: bad arguments {kwargs}: {err}") from err
+    def strategy_kwargs(self, cfg: Config) -> dict[str, Any]:
+        """Keyword arguments of the strategy's constructor (the fields, by default)."""
+        return dataclasses.asdict(self)
 
 
 class Strategy:
@@ -84,15 +61,18 @@ class Strategy:
         net: the unrolled network (its parameters are optimised in place).
         loss_fn: ``loss_fn(image (B, *D) complex, batch) -> scalar`` (see
             :mod:`gleam_mri.training.losses`).
-        optimizer, lr, optimizer_kwargs: ``torch.optim.<optimizer>(params, lr=lr, **kwargs)``.
+        optimizer, lr, optimizer_kwargs: ``torch.optim.<optimizer>(params, lr=lr, **kwargs)``,
+            one per parameter group.
         scheduler, scheduler_kwargs: optional ``torch.optim.lr_scheduler.<scheduler>``, stepped
             once per optimizer step.
         grad_clip: clip the gradient norm of each optimizer's parameters to this value.
-        amp: run the network forward under ``torch.autocast(dtype=torch.bfloat16)`` on the
-            batch's device; losses stay in float32.
+        amp: run the network forward under bf16 autocast on the batch's device; losses stay in
+            float32.
     """
 
     name = "base"
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    distributed: ClassVar[bool] = False  # runs one process per stage under torchrun
 
     def __init__(
         self,
@@ -110,22 +90,32 @@ class Strategy:
             raise TypeError(f"{self.name}: net must be an UnrolledNet, got {type(net).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"{self.name}: loss_fn must be callable")
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
         self.net = net
         self.loss_fn = loss_fn
-        self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.amp = bool(amp)
         self.step = 0  # completed train steps
-        self.optimizers: list[torch.optim.Optimizer] = [
-            build_optimizer(optimizer, params, lr, optimizer_kwargs)
-            for params in self.parameter_groups()
-        ]
-        self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = (
-            []
-            if scheduler is None
-            else [build_scheduler(scheduler, opt, scheduler_kwargs) for opt in self.optimizers]
+        self.optim = ModuleOptimizers(
+            self.parameter_groups(),
+            self.group_labels(),
+            optimizer=optimizer,
+            lr=lr,
+            optimizer_kwargs=optimizer_kwargs,
+            scheduler=scheduler,
+            scheduler_kwargs=scheduler_kwargs,
+            grad_clip=grad_clip,
         )
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return self.optim.optimizers
+
+    @property
+    def schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        return self.optim.schedulers
+
+    @property
+    def grad_clip(self) -> float | None:
+        return self.optim.grad_clip
 
     # --------------------------------------------------------------------- for subclasses
 
@@ -133,9 +123,13 @@ class Strategy:
         """Parameters of each optimizer (one optimizer over the whole network by default)."""
         return [list(self.net.parameters())]
 
-    def active_optimizers(self) -> list[int]:
-        """Indices of the optimizers stepped by the next train step (all by default)."""
-        return list(range(len(self.optimizers)))
+    def group_labels(self) -> list[str] | None:
+        """Metric label of each parameter group (``None``: numbered)."""
+        return None
+
+    def active_groups(self) -> list[int]:
+        """Indices of the groups stepped by the next train step (all by default)."""
+        return list(range(len(self.optim)))
 
     def forward_backward(self, batch: MRIBatch) -> dict[str, float]:
         """Compute the losses of ``batch`` and accumulate ``.grad``; no optimizer step.
@@ -145,8 +139,13 @@ class Strategy:
         """
         raise NotImplementedError
 
+    def reduce_gradients(self, failure: NonFiniteLossError | None) -> None:
+        """Combine gradients across data-parallel copies (none here); re-raise ``failure``."""
+        if failure is not None:
+            raise failure
+
     def after_step(self, stepped: list[int]) -> None:
-        """Called after the optimizers ``stepped`` took their step (e.g. to advance counters)."""
+        """Called after the groups ``stepped`` took their step (e.g. to advance counters)."""
 
     def extra_state(self) -> dict[str, Any]:
         """Strategy counters saved in :meth:`state_dict` (none by default)."""
@@ -159,8 +158,7 @@ class Strategy:
 
     def autocast(self, batch: MRIBatch) -> AbstractContextManager:
         """bf16 autocast on the batch's device when ``amp`` is on (a no-op otherwise)."""
-        device_type = batch.kspace.device.type
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.amp)
+        return bf16_autocast(batch.kspace.device, self.amp)
 
     def problem(self, batch: MRIBatch) -> Problem:
         """The batch's :class:`Problem` (operator, k-space, zero-filled image)."""
@@ -181,48 +179,36 @@ class Strategy:
         return value
 
     def zero_grad(self) -> None:
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-
-    def current_lr(self) -> float:
-        """Learning rate of the first active optimizer."""
-        index = (self.active_optimizers() or [0])[0]
-        return float(self.optimizers[index].param_groups[0]["lr"])
+        self.optim.zero_grad()
 
     # --------------------------------------------------------------------- public API
 
     def train_step(self, batch: MRIBatch) -> dict[str, float]:
         """One optimisation step on ``batch``; returns ``"loss"``, ``"lr"`` and extra metrics."""
         self.net.train()
-        active = self.active_optimizers()
-        lr = self.current_lr()  # the rate this step uses
+        active = self.active_groups()
+        lr = self.optim.lr(active[0])  # the rate this step uses
         self.zero_grad()
-        metrics = dict(self.forward_backward(batch))
-        if self.grad_clip is not None:
-            for index in active:  # every norm is checked before the first update
-                optimizer = self.optimizers[index]
-                params = [p for group in optimizer.param_groups for p in group["params"]]
-                norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
-                key = "grad_norm" if len(self.optimizers) == 1 else f"grad_norm/module_{index}"
-                if not math.isfinite(norm):
-                    self.zero_grad()
-                    raise NonFiniteLossError(
-                        f"strategy {self.name}: non-finite gradient norm ({key}) at step "
-                        f"{self.step + 1}; no parameter was updated for this batch"
-                    )
-                metrics[key] = norm
-        for index in active:
-            self.optimizers[index].step()
-            if self.schedulers:
-                self.schedulers[index].step()
+        failure, metrics = None, {}
+        try:
+            metrics = dict(self.forward_backward(batch))
+        except NonFiniteLossError as err:
+            failure = err
+        self.reduce_gradients(failure)
+        metrics.update(self.optim.clip(active, f"strategy {self.name} at step {self.step + 1}"))
+        self.optim.step(active)
         self.step += 1
         self.after_step(active)
         metrics["lr"] = lr
         return metrics
 
     @torch.no_grad()
-    def reconstruct(self, batch: MRIBatch) -> torch.Tensor:
-        """Complex image ``(B, *D)`` of the whole network, in eval mode without gradients."""
+    def reconstruct(self, batch: MRIBatch) -> torch.Tensor | None:
+        """Complex image ``(B, *D)`` of the whole network, in eval mode without gradients.
+
+        ``None`` on a process that does not produce the image (a pipeline stage other than the
+        last).
+        """
         was_training = self.net.training
         self.net.eval()
         try:
@@ -231,13 +217,46 @@ class Strategy:
         finally:
             self.net.train(was_training)
 
+    # --------------------------------------------------------------------- the run around it
+
+    @classmethod
+    def session(cls, cfg: Config) -> AbstractContextManager[torch.device]:
+        """The context a run of this strategy trains in; yields the device (``train.device``)."""
+        return contextlib.nullcontext(resolve_device(cfg.train.device))
+
+    def checkpoint_store(self, run: Run) -> CheckpointStore:
+        """How the run's state is saved and resumed: ``last.pt``."""
+        return LastCheckpoint(run)
+
+    @property
+    def reports(self) -> bool:
+        """Whether this process writes the run's log, TensorBoard and progress (one process)."""
+        return True
+
+    @property
+    def produces_image(self) -> bool:
+        """Whether :meth:`reconstruct` returns the image here (so validation is scored here)."""
+        return True
+
+    @property
+    def data_shard(self) -> tuple[int, int]:
+        """``(i, n)``: this process trains on part ``i`` of ``n`` of every batch."""
+        return 0, 1
+
+    @property
+    def log_name(self) -> str | None:
+        """File name of this process's metrics log in the run folder (``None``: no log)."""
+        return "metrics.jsonl"
+
+    def finish(self) -> None:
+        """Called once after the last train step (pipelines drain their links here)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Optimizers, schedulers and counters (a plain dict, for ``torch.save``)."""
         return {
             "strategy": self.name,
             "step": self.step,
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "schedulers": [sch.state_dict() for sch in self.schedulers],
+            **self.optim.state_dict(),
             "extra": self.extra_state(),
         }
 
@@ -247,18 +266,9 @@ class Strategy:
             raise ValueError(
                 f"state of strategy {state.get('strategy')!r} cannot be loaded into {self.name!r}"
             )
-        for key, mine in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
-            if len(state.get(key, [])) != len(mine):
-                raise ValueError(
-                    f"{self.name}: the state has {len(state.get(key, []))} {key}, this strategy "
-                    f"has {len(mine)} (different modules or scheduler setting?)"
-                )
-        for opt, sd in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(sd)
-        for sch, sd in zip(self.schedulers, state["schedulers"], strict=True):
-            sch.load_state_dict(sd)
+        self.optim.load_state_dict(state, self.name)
         self.step = int(state["step"])
         self.load_extra_state(state.get("extra", {}))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(optimizers={len(self.optimizers)}, step={self.step})"
+        return f"{type(self).__name__}(optimizers={len(self.optim)}, step={self.step})"

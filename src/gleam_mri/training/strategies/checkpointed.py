@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 from torch.utils.checkpoint import checkpoint
 
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.models.unrolled import UnrolledNet
+from gleam_mri.schema import at_least
 from gleam_mri.training.losses import LossFn
-from gleam_mri.training.strategies.base import Strategy
+from gleam_mri.training.strategies.base import Strategy, StrategyOptions
+
+if TYPE_CHECKING:
+    from gleam_mri.config import Config
+
+
+@dataclass
+class CheckpointOptions(StrategyOptions):
+    """``strategy.checkpoint_every``: iterations per checkpointed segment."""
+
+    checkpoint_every: int = field(default=1, metadata=at_least(1))
+
+    def strategy_kwargs(self, cfg: Config) -> dict[str, Any]:
+        return {"every": self.checkpoint_every}
 
 
 class Checkpointed(Strategy):
@@ -23,6 +40,7 @@ class Checkpointed(Strategy):
     """
 
     name = "checkpoint"
+    Options = CheckpointOptions
 
     def __init__(self, net: UnrolledNet, loss_fn: LossFn, *, every: int = 1, **kwargs) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from gleam_mri.training.errors import TrainingStopped
+
 MAX_NDIM = 8
 DTYPES = (
     torch.complex64,
@@ -43,7 +45,7 @@ DTYPES = (
 HEADER_LEN = 3 + MAX_NDIM  # step, dtype code, ndim, shape (padded)
 
 
-class PipelinePeerError(RuntimeError):
+class PipelinePeerError(TrainingStopped):
     """A neighbouring stage or replica died, hung past the timeout or sent something unexpected."""
 
 

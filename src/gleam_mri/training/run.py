@@ -1,0 +1,158 @@
+"""A training run's parts and its checkpoint: ``Run``, the ``last.pt`` dict, loading for inference.
+
+``last.pt`` is a plain dict (:func:`checkpoint_state`)::
+
+    {"step", "kind", "config", "model_config", "model": net.state_dict(),
+     "strategy": strategy.state_dict(), "rng": rng_state()}
+
+A single-process run writes it every ``train.ckpt_every`` steps (:class:`LastCheckpoint`); a
+pipelined run writes per-stage files and merges them into the same format at the end
+(:mod:`gleam_mri.training.stage_checkpoints`). ``gleam eval`` / ``gleam recon`` read it with
+:func:`load_run`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from gleam_mri.config import Config, config_from_dict, config_to_dict
+from gleam_mri.devices import resolve_device
+from gleam_mri.models.builders import build_model
+from gleam_mri.models.unrolled import Problem
+from gleam_mri.training.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+if TYPE_CHECKING:
+    from gleam_mri.data.batch import MRIBatch
+    from gleam_mri.training.strategies.base import Strategy
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of (``strategy`` is ``None`` for inference only)."""
+
+    cfg: Config
+    net: torch.nn.Module
+    strategy: Strategy | None
+    device: torch.device
+    out_dir: Path
+    kind: str
+
+
+class CheckpointStore(Protocol):
+    """How a run's state is saved and resumed (chosen by the strategy)."""
+
+    def resume(self, resume: bool) -> int:
+        """Load the saved state into the run when ``resume``; returns the step to start from.
+        Refuses (``FileExistsError``) to start over a run's checkpoints without ``resume``."""
+
+    def save(self, done: int) -> None:
+        """Save the state after ``done`` steps."""
+
+    def finish(self, done: int) -> Path:
+        """After the last step: the checkpoint that ``gleam eval`` / ``gleam recon`` read."""
+
+    def kept(self) -> str:
+        """What is kept when training stops early (for the message)."""
+
+
+def build_model_for(cfg: Config, kind: str, device: torch.device) -> torch.nn.Module:
+    """The configured network for data of ``kind``, seeded by ``cfg.train.seed``, on ``device``."""
+    torch.manual_seed(cfg.train.seed)
+    return build_model(cfg.model, kind).to(device)
+
+
+def checkpoint_state(
+    run: Run,
+    step: int,
+    model: dict[str, torch.Tensor] | None = None,
+    strategy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The plain dict written to ``last.pt`` (the run's own model and strategy by default)."""
+    config = config_to_dict(run.cfg)
+    return {
+        "step": step,
+        "kind": run.kind,
+        "config": config,
+        "model_config": config["model"],
+        "model": run.net.state_dict() if model is None else model,
+        "strategy": run.strategy.state_dict() if strategy is None else strategy,
+        "rng": rng_state(),
+    }
+
+
+class LastCheckpoint:
+    """``train.out_dir/last.pt``: model, strategy state and RNG states, written atomically."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.path = run.out_dir / "last.pt"
+        self.saved: int | None = None
+
+    def resume(self, resume: bool) -> int:
+        if not self.path.exists():
+            return 0
+        if not resume:
+            raise FileExistsError(
+                f"{self.path} exists: pass --resume to continue that run, or choose another "
+                "train.out_dir (nothing was overwritten)"
+            )
+        run = self.run
+        ckpt = load_checkpoint(self.path)
+        check_compatible(ckpt, config_to_dict(run.cfg)["model"], self.path, model=run.net)
+        run.net.load_state_dict(ckpt["model"])
+        run.strategy.load_state_dict(ckpt["strategy"])
+        set_rng_state(ckpt["rng"])
+        self.saved = int(ckpt["step"])
+        return self.saved
+
+    def save(self, done: int) -> None:
+        save_checkpoint(self.path, checkpoint_state(self.run, done))
+        self.saved = done
+
+    def finish(self, done: int) -> Path:
+        return self.path
+
+    def kept(self) -> str:
+        if self.saved is None:
+            return "The last good checkpoint is kept: none written"
+        return f"The last good checkpoint is kept: {self.path} (step {self.saved})"
+
+
+def load_run(path: str | Path, device: str = "auto") -> tuple[Run, dict]:
+    """The trained network of a checkpoint, ready for reconstruction; returns (run, checkpoint)."""
+    ckpt = load_checkpoint(path)
+    for key in ("config", "model", "kind"):
+        if key not in ckpt:
+            raise ValueError(f"{path}: not a gleam-mri training checkpoint (no {key!r} entry)")
+    cfg = config_from_dict(ckpt["config"])
+    cfg.train.device = device
+    dev = resolve_device(device)
+    net = build_model_for(cfg, ckpt["kind"], dev)
+    check_compatible(ckpt, config_to_dict(cfg)["model"], path, model=net)
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    return Run(cfg, net, None, dev, Path(cfg.train.out_dir), ckpt["kind"]), ckpt
+
+
+@torch.no_grad()
+def reconstruct(run: Run, batch: MRIBatch) -> torch.Tensor:
+    """Complex image ``(B, *D)`` of a batch with a trained network (normalised scale)."""
+    run.net.eval()
+    return run.net(Problem.from_batch(batch.to(run.device)))
+
+
+def read_metrics_log(out_dir: str | Path, name: str = "metrics.jsonl") -> list[dict]:
+    """The JSONL metrics log of a run, as a list of records."""
+    path = Path(out_dir) / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
