@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from gleam_mri.atomic import atomic_path
 from gleam_mri.crop import center_crop
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
@@ -165,10 +166,8 @@ def write_outputs(
     written = []
     if "h5" in formats:
         target = out / f"{stem}.h5"
-        tmp = target.with_suffix(".h5.tmp")
-        with h5py.File(tmp, "w") as hf:
+        with atomic_path(target) as tmp, h5py.File(tmp, "w") as hf:
             hf.create_dataset("reconstruction", data=volume)
-        tmp.replace(target)
         written.append(target)
     if "nii" in formats:
         written.append(write_nifti(out / f"{stem}.nii.gz", volume, voxel, kind=volume_kind))

@@ -21,12 +21,13 @@ series, so viewers show both in the same orientation.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gleam_mri.atomic import atomic_path
 
 _KINDS = ("2d", "3d", "cine")
 _UINT16_MAX = 65535
@@ -80,11 +81,6 @@ def voxel_size_from_header(header: dict[str, Any]) -> tuple[float, float, float]
     raise ValueError("header has no usable field of view and matrix size (recon or encoding)")
 
 
-def _replace_atomically(tmp: Path, target: Path) -> Path:
-    tmp.replace(target)
-    return target
-
-
 def write_nifti(
     path: str | Path,
     volume: np.ndarray,
@@ -116,9 +112,10 @@ def write_nifti(
     target = Path(path)
     if not target.name.endswith((".nii", ".nii.gz")):
         raise ValueError(f"{target}: NIfTI file names end in .nii or .nii.gz")
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    nib.save(image, str(tmp))
-    return _replace_atomically(tmp, target)
+    suffix = ".nii.gz" if target.name.endswith(".nii.gz") else ".nii"  # nibabel reads it
+    with atomic_path(target, suffix=suffix) as tmp:
+        nib.save(image, str(tmp))
+    return target
 
 
 def _dicom_dataset(
@@ -245,9 +242,9 @@ def write_dicom_series(
             if frame_time_ms is not None:
                 ds.TriggerTime = format_number_as_ds(t * float(frame_time_ms))
         target = out / f"IM_{index + 1:05d}.dcm"
-        tmp = out / f".{target.name}.tmp-{os.getpid()}"
-        ds.save_as(tmp, enforce_file_format=True)
-        paths.append(_replace_atomically(tmp, target))
+        with atomic_path(target) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
+        paths.append(target)
     return paths
 
 
@@ -274,6 +271,6 @@ def write_png(path: str | Path, volume: np.ndarray, max_images: int = 8) -> Path
         ax.axis("off")
     fig.tight_layout()
     target = Path(path)
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    return _replace_atomically(tmp, target)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return target

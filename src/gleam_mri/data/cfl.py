@@ -19,11 +19,11 @@ gleam's k-space is ``(C, *D)`` with readout on axis -2 (:func:`cfl_to_gleam`): 2
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from gleam_mri.atomic import atomic_path
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 
 BART_DIMS: tuple[str, ...] = (
@@ -80,15 +80,9 @@ def write_cfl(base_path: str | Path, array: np.ndarray) -> tuple[Path, Path]:
     if min(dims) < 1:
         raise CflFormatError(base, f"CFL dimensions must be >= 1, got {tuple(data.shape)}")
     hdr, cfl = _suffixed(base, ".hdr"), _suffixed(base, ".cfl")
-    tmp_hdr, tmp_cfl = (_suffixed(p, f".tmp-{os.getpid()}") for p in (hdr, cfl))
-    try:
+    with atomic_path(hdr) as tmp_hdr, atomic_path(cfl) as tmp_cfl:  # .cfl is moved first
         tmp_hdr.write_text("# Dimensions\n" + "".join(f"{d} " for d in dims) + "\n")
         data.ravel(order="F").tofile(tmp_cfl)
-        tmp_cfl.replace(cfl)
-        tmp_hdr.replace(hdr)
-    finally:
-        for tmp in (tmp_hdr, tmp_cfl):
-            tmp.unlink(missing_ok=True)
     return hdr, cfl
 
 

@@ -31,8 +31,6 @@ well-formed ISMRMRD XML raises :class:`FastMRIFormatError`, since it marks a cor
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from gleam_mri.atomic import atomic_path
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
 
@@ -212,25 +211,18 @@ def write_fastmri(
     attrs["gleam_kind"] = kind
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as hf:
-            for name, array in arrays.items():
-                if array is not None:
-                    dtype = np.complex64 if array.dtype.kind == "c" else np.float32
-                    hf.create_dataset(name, data=array.astype(dtype, copy=False))
-            hf.create_dataset("ismrmrd_header", data=header)
-            for key, value in attrs.items():
-                try:
-                    hf.attrs[key] = value
-                except (TypeError, ValueError) as err:
-                    raise FastMRIFormatError(path, f"cannot store attr {key!r}: {err}") from err
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # 0o600: the mode these files have always had (they were made with tempfile.mkstemp)
+    with atomic_path(path, permissions=0o600) as tmp, h5py.File(tmp, "w") as hf:
+        for name, array in arrays.items():
+            if array is not None:
+                dtype = np.complex64 if array.dtype.kind == "c" else np.float32
+                hf.create_dataset(name, data=array.astype(dtype, copy=False))
+        hf.create_dataset("ismrmrd_header", data=header)
+        for key, value in attrs.items():
+            try:
+                hf.attrs[key] = value
+            except (TypeError, ValueError) as err:
+                raise FastMRIFormatError(path, f"cannot store attr {key!r}: {err}") from err
     return path
 
 

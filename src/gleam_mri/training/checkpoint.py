@@ -22,11 +22,8 @@ removes the temporary file and leaves any previous checkpoint untouched.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import re
-import tempfile
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -35,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from gleam_mri.atomic import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -88,19 +87,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         raise CheckpointError(path, "is a directory, cannot write a checkpoint there")
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, mode)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb", permissions=mode, durable=True) as file:
+        torch.save(state, file)
     return path
 
 
@@ -163,19 +151,6 @@ def _check_loadable(obj: Any, where: str, seen: set[int], path: Path) -> None:
         f"{path}: cannot save checkpoint: {where} is a {kind.__module__}.{kind.__qualname__}, "
         f"which torch.load(weights_only=True) refuses{hint}"
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- RNG state
