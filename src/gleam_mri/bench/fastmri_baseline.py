@@ -18,7 +18,6 @@ used, and the harness then records the baseline as skipped.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from gleam_mri.config import ModelConfig
 from gleam_mri.crop import center_crop
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.devices import bf16_autocast
 
 VARIANTS = ("fastmri-e2e", "fastmri-checkpoint")
 
@@ -120,14 +120,9 @@ class FastMRIVarNetStep:
         self.amp = amp
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, **(optimizer_kwargs or {}))
 
-    def _autocast(self):
-        if not self.amp:
-            return nullcontext()
-        return torch.autocast(device_type=self.kspace.device.type, dtype=torch.bfloat16)
-
     def forward(self) -> torch.Tensor:
         """Magnitude ``(B, H, W)`` float32."""
-        with self._autocast():
+        with bf16_autocast(self.kspace.device, self.amp):
             return self.model(self.kspace, self.mask).float()
 
     def step(self) -> float:

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -27,6 +26,7 @@ from torch import nn
 
 from gleam_mri.bench.flops import TRAIN_FACTOR, ConvCall
 from gleam_mri.bench.measure import free_memory, is_out_of_memory, time_calls
+from gleam_mri.devices import bf16_autocast
 from gleam_mri.models.regularizers import ResNet
 from gleam_mri.models.unet import UNet
 
@@ -249,14 +249,9 @@ class CnnFloor:
     def n_parameters(self) -> int:
         return sum(p.numel() for m in self.modules for p in m.parameters())
 
-    def _autocast(self):
-        if not self.amp:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
     def forward(self) -> None:
         """Every CNN call once (for counting FLOPs; the caller chooses the grad mode)."""
-        with self._autocast():
+        with bf16_autocast(self.device, self.amp):
             for module, x in self.calls:
                 module(x)
 
@@ -264,7 +259,7 @@ class CnnFloor:
         """Zero grads, forward + backward of each call in turn, one Adam step."""
         self.optimizer.zero_grad(set_to_none=True)
         for module, x in self.calls:
-            with self._autocast():
+            with bf16_autocast(self.device, self.amp):
                 out = module(x)
             out.float().square().mean().backward()
             x.grad = None

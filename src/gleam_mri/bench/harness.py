@@ -42,7 +42,6 @@ from gleam_mri.bench.measure import (
     free_memory,
     instrumented_call,
     is_out_of_memory,
-    resolve_device,
     time_calls,
 )
 from gleam_mri.bench.options import (
@@ -56,6 +55,7 @@ from gleam_mri.bench.options import (
 from gleam_mri.bench.shapes import BenchShape, get_preset, make_batch, model_config
 from gleam_mri.config import ModelConfig
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.devices import bf16_autocast, resolve_device
 from gleam_mri.models.builders import build_model
 from gleam_mri.models.unrolled import Problem, UnrolledNet
 from gleam_mri.training.losses import build_loss
@@ -102,8 +102,18 @@ def build_net(
     return net
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
+def _bench_device(name: str) -> torch.device:
+    """:func:`~gleam_mri.devices.resolve_device`, limited to the devices measured (cpu, cuda).
+
+    Every bad name raises ``ValueError`` (the command line reports it as a usage error).
+    """
+    try:
+        device = resolve_device(name)
+    except RuntimeError as err:  # a name torch.device cannot parse
+        raise ValueError(f"bad device {name!r}: {err}") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: the benchmark supports cpu and cuda")
+    return device
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -243,7 +253,7 @@ def measure_floor(
         roots = cnn_roots(net)
 
         def forward() -> None:
-            with _autocast(device, options.amp):
+            with bf16_autocast(device, options.amp):
                 net(Problem.from_batch(batch))
 
         fused = resolve_fused_adam(options.fused_adam, device)
@@ -281,7 +291,7 @@ def run_benchmark(
     options.validate()
     shape = get_preset(preset) if isinstance(preset, str) else preset
     cfg = model_config(shape, model)
-    device = resolve_device(options.device)
+    device = _bench_device(options.device)
     say = log or (lambda _line: None)
     fastmri_skip = None
     if options.fastmri:
