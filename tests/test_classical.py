@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gleam_mri.linalg import conjugate_gradient
 from gleam_mri.physics.coils import birdcage_maps
 from gleam_mri.physics.operators import SenseOp
-from gleam_mri.recon.classical import cg_sense, conjugate_gradient, zero_filled
+from gleam_mri.recon.classical import cg_sense, zero_filled
 
 
 def test_cg_solves_hermitian_system_per_batch_item():

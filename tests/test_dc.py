@@ -9,9 +9,9 @@ import torch.utils.checkpoint
 from torch.func import functional_call
 
 from gleam_mri.fft import fftnc
+from gleam_mri.linalg import conjugate_gradient
 from gleam_mri.models.dc import GradientDC, KspaceDC, ProximalDC, proximal_solve
 from gleam_mri.physics.operators import SenseOp
-from gleam_mri.recon.classical import conjugate_gradient
 
 # kind -> (image shape D, fft_ndim); the mask varies along every axis of D except H (axis -2)
 KINDS = {"2d": ((6, 5), 2), "3d": ((3, 4, 5), 3), "cine": ((3, 4, 5), 2)}

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gleam_mri.linalg import conjugate_gradient
 from gleam_mri.physics.operators import SenseOp
-from gleam_mri.recon.classical import conjugate_gradient
 
 _FLOOR = 1e-8  # lower bound of the positive weights
 
