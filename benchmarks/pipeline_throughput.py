@@ -86,8 +86,11 @@ def _stage_alone(stage: PipelineGreedy, batches: StepBatches, repeats: int) -> f
             for module in net.split(stage.n_modules)[: stage.module_ids[0]]:
                 state = module(state, problem)
         start = time.perf_counter()
-        _, _, metrics = stage._train_batch(None if stage.is_first else (state, None), batch)
-        stage._optimizer_step(metrics)
+        stage.zero_grad()
+        if stage.is_first:
+            problem, state = stage.start(batch)
+        stage.train_modules(state, problem, batch)
+        stage.optim.step(stage.active_groups())
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -370,3 +370,39 @@ def test_losses_compare_cropped_magnitude_with_target():
         build_loss("l2")
     with pytest.raises(TypeError, match="complex"):
         build_loss("l1")(pred, batch)
+
+
+# ----------------------------------------------------------------------------- extension
+
+
+def test_a_new_strategy_is_one_class_and_one_registry_entry(monkeypatch):
+    """A strategy declared in one place (with its options) is configured, checked and built."""
+    from dataclasses import dataclass, field
+
+    from gleam_mri.config import ConfigError, load_config
+    from gleam_mri.models.unrolled import UnrolledNet
+    from gleam_mri.schema import at_least
+    from gleam_mri.training.strategies import StrategyOptions, strategy_from_config
+    from gleam_mri.training.strategies.end_to_end import EndToEnd
+
+    @dataclass
+    class HalvedOptions(StrategyOptions):
+        halvings: int = field(default=1, metadata=at_least(1))
+
+    class Halved(EndToEnd):  # end to end with the learning rate halved `halvings` times
+        name = "halved"
+        Options = HalvedOptions
+
+        def __init__(self, net: UnrolledNet, loss_fn, *, halvings: int = 1, **kwargs):
+            kwargs["lr"] = kwargs.get("lr", 1e-3) / 2**halvings
+            self.halvings = halvings
+            super().__init__(net, loss_fn, **kwargs)
+
+    monkeypatch.setitem(STRATEGIES, "halved", Halved)
+    cfg = load_config(None, ["strategy.name=halved", "strategy.halvings=3", "model.unrolls=2"])
+    assert cfg.strategy.settings() == HalvedOptions(halvings=3)
+    strategy = strategy_from_config(cfg, make_net("2d", 2))
+    assert isinstance(strategy, Halved) and strategy.halvings == 3
+    assert strategy.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 / 8)
+    with pytest.raises(ConfigError, match=r"strategy\.halvings: must be >= 1"):
+        load_config(None, ["strategy.name=halved", "strategy.halvings=0"])

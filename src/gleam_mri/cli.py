@@ -193,7 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an unrolled network (GLEAM greedy or a baseline strategy)",
         description="Train with a YAML config (see configs/); any field can be overridden with "
         "--set key.sub=value. Writes last.pt, config.yaml, metrics.jsonl and TensorBoard logs "
-        "to train.out_dir. Pipelined GLEAM (one process per stage and replica, "
+        "to train.out_dir. Strategies (strategy.name, options beside it): e2e; checkpoint "
+        "(checkpoint_every); invertible (needs model.invertible=true); greedy (modules, mode, "
+        "steps_per_module, module_loss); pipeline (modules, module_loss, staleness, replicas, "
+        "timeout). Pipelined GLEAM (one process per stage and replica, "
         "world = stages x strategy.replicas): torchrun --standalone --nproc-per-node N "
         "-m gleam_mri.cli train CONFIG --set strategy.name=pipeline (see README).",
     )

@@ -23,10 +23,10 @@ from gleam_mri.config import config_to_dict
 from gleam_mri.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from gleam_mri.training.distributed import gather_to_first
 from gleam_mri.training.run import Run, checkpoint_state
-from gleam_mri.training.strategies.stage_link import PipelineLayout
 
 if TYPE_CHECKING:
     from gleam_mri.training.strategies.pipeline import PipelineGreedy
+    from gleam_mri.training.strategies.stage_link import PipelineLayout
 
 _NAME = re.compile(r"^stage(\d+)_step(\d{8})\.pt$")
 

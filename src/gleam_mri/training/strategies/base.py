@@ -61,13 +61,12 @@ class Strategy:
         net: the unrolled network (its parameters are optimised in place).
         loss_fn: ``loss_fn(image (B, *D) complex, batch) -> scalar`` (see
             :mod:`gleam_mri.training.losses`).
-        optimizer, lr, optimizer_kwargs: ``torch.optim.<optimizer>(params, lr=lr, **kwargs)``,
-            one per parameter group.
-        scheduler, scheduler_kwargs: optional ``torch.optim.lr_scheduler.<scheduler>``, stepped
-            once per optimizer step.
-        grad_clip: clip the gradient norm of each optimizer's parameters to this value.
         amp: run the network forward under bf16 autocast on the batch's device; losses stay in
             float32.
+        **optimizer_options: ``optimizer``, ``lr``, ``optimizer_kwargs``, ``scheduler``,
+            ``scheduler_kwargs``, ``grad_clip`` of
+            :class:`~gleam_mri.training.optimizers.ModuleOptimizers` (one optimizer per
+            parameter group; default Adam, lr 1e-3).
     """
 
     name = "base"
@@ -75,16 +74,7 @@ class Strategy:
     distributed: ClassVar[bool] = False  # runs one process per stage under torchrun
 
     def __init__(
-        self,
-        net: UnrolledNet,
-        loss_fn: LossFn,
-        optimizer: str = "Adam",
-        lr: float = 1e-3,
-        optimizer_kwargs: dict | None = None,
-        scheduler: str | None = None,
-        scheduler_kwargs: dict | None = None,
-        grad_clip: float | None = None,
-        amp: bool = False,
+        self, net: UnrolledNet, loss_fn: LossFn, *, amp: bool = False, **optimizer_options: Any
     ) -> None:
         if not isinstance(net, UnrolledNet):
             raise TypeError(f"{self.name}: net must be an UnrolledNet, got {type(net).__name__}")
@@ -94,16 +84,8 @@ class Strategy:
         self.loss_fn = loss_fn
         self.amp = bool(amp)
         self.step = 0  # completed train steps
-        self.optim = ModuleOptimizers(
-            self.parameter_groups(),
-            self.group_labels(),
-            optimizer=optimizer,
-            lr=lr,
-            optimizer_kwargs=optimizer_kwargs,
-            scheduler=scheduler,
-            scheduler_kwargs=scheduler_kwargs,
-            grad_clip=grad_clip,
-        )
+        groups, labels = self.parameter_groups(), self.group_labels()
+        self.optim = ModuleOptimizers(groups, labels, **optimizer_options)
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
