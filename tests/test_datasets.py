@@ -238,6 +238,23 @@ def test_batch_validation() -> None:
             MRIBatch(**{**good, name: value})
     with pytest.raises(ValueError, match="does not broadcast"):
         MRIBatch(**{**good, "mask": torch.ones(2, 1, 1, 4)})
+
+
+def test_derived_batches_are_built_without_checking_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    k = torch.randn(4, 3, 6, 5, dtype=torch.complex64)
+    meta = [{"slice": i} for i in range(4)]
+    batch = MRIBatch(k, torch.ones(4, 1, 1, 5), k.clone(), k.abs()[:, 0], torch.ones(4), 2, meta)
+    checked = []
+    monkeypatch.setattr(MRIBatch, "__post_init__", lambda self: checked.append(self))
+    moved, half = batch.to("cpu"), batch.shard(1, 2)
+    both = collate_batches([half, batch.shard(0, 2)])
+    assert checked == []  # only data entering are checked (the batch above was)
+    assert torch.equal(moved.kspace, k) and moved.meta == meta and moved.meta[0] is not meta[0]
+    assert torch.equal(half.maps, k[2:]) and half.meta == meta[2:] and half.fft_ndim == 2
+    assert torch.equal(both.target, k.abs()[[2, 3, 0, 1], 0]) and len(both.meta) == 4
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="meta has 2 entries for a batch of 4"):
+        collate_batches([half, dataclasses.replace(half, meta=[])])
     x = torch.arange(2 * 7 * 6.0).reshape(2, 7, 6)
     torch.testing.assert_close(center_crop(x, (3, 4)), x[:, 2:5, 1:5])
     with pytest.raises(ValueError, match="cannot crop"):

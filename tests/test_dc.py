@@ -8,6 +8,7 @@ import torch
 import torch.utils.checkpoint
 from torch.func import functional_call
 
+from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
 from gleam_mri.linalg import conjugate_gradient
 from gleam_mri.models.dc import GradientDC, KspaceDC, ProximalDC, proximal_solve
@@ -281,8 +282,6 @@ def test_bad_input_raises_clear_errors():
     op, x, y = make_problem("2d", torch.complex64)
     with pytest.raises(TypeError, match="z must be a complex"):
         ProximalDC()(x.real, op, y)
-    with pytest.raises(TypeError, match="x must be a complex"):
-        GradientDC()(x.real, op, y)
     with pytest.raises(TypeError, match="op must be a SenseOp"):
         ProximalDC()(x, "not an operator", y)
     with pytest.raises(TypeError, match="lam must be a real"):
@@ -290,7 +289,13 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="lam must be"):
         proximal_solve(x, op, y, -1.0)
     with pytest.raises(ValueError, match="expected image"):
-        GradientDC()(x, op, y[:, 0])
+        proximal_solve(x, op, y[:, 0], 1.0)
+    # GradientDC (every iteration) checks nothing: bad data fail where they enter
+    scale = torch.ones(len(y))
+    with pytest.raises(TypeError, match="kspace must be complex"):
+        MRIBatch(y.real, op.mask, op.maps, None, scale)
+    with pytest.raises(ValueError, match="maps must be complex with the kspace shape"):
+        MRIBatch(y[..., :-1], op.mask[..., :-1], op.maps, None, scale)
     with pytest.raises(ValueError, match="do not match"):
         ProximalDC()(x[:, :-1], op, y[..., :-1, :])
     for bad in (0.0, -1.0, float("nan")):

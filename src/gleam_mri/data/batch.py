@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,10 @@ class MRIBatch:
       :meth:`crop_to_target`.
     - ``scale``: float32 ``(B,)``, the divisor applied to ``kspace`` and ``target``.
     - ``fft_ndim``: 2 (2D, cine) or 3 (3D). ``meta``: one dict per item (file, slice, ...).
+
+    The fields are checked once, where data enter (construction by readers, datasets, users);
+    batches derived from valid ones (:meth:`to`, :meth:`pin_memory`, :meth:`shard`,
+    :func:`collate_batches`) are built without checking again.
     """
 
     kspace: torch.Tensor
@@ -92,15 +95,20 @@ class MRIBatch:
         """A copy in pinned memory (used by ``DataLoader(pin_memory=True)``)."""
         return self._map(lambda t: None if t is None else t.pin_memory())
 
-    def _map(self, fn: Callable[[torch.Tensor | None], torch.Tensor | None]) -> MRIBatch:
-        return dataclasses.replace(
-            self,
+    def _map(
+        self,
+        fn: Callable[[torch.Tensor | None], torch.Tensor | None],
+        meta: list[dict[str, Any]] | None = None,
+    ) -> MRIBatch:
+        """``fn`` applied to every tensor; ``meta`` replaces a copy of the items' meta."""
+        return _unchecked(
             kspace=fn(self.kspace),
             mask=fn(self.mask),
             maps=fn(self.maps),
             target=fn(self.target),
             scale=fn(self.scale),
-            meta=[dict(m) for m in self.meta],
+            fft_ndim=self.fft_ndim,
+            meta=[dict(m) for m in self.meta] if meta is None else meta,
         )
 
     def shard(self, index: int, count: int) -> MRIBatch:
@@ -115,9 +123,7 @@ class MRIBatch:
             )
         size = self.batch_size // count
         part = slice(index * size, (index + 1) * size)
-        return dataclasses.replace(
-            self._map(lambda t: None if t is None else t[part]), meta=self.meta[part]
-        )
+        return self._map(lambda t: None if t is None else t[part], meta=self.meta[part])
 
     def operator(self) -> SenseOp:
         """The SENSE operator ``A = M F S`` of this batch."""
@@ -141,6 +147,17 @@ class MRIBatch:
                 f"image {tuple(image.shape)} and target {tuple(self.target.shape)} differ in rank"
             )
         return center_crop(image, self.target.shape[-2:])
+
+
+def _unchecked(**fields: Any) -> MRIBatch:
+    """An :class:`MRIBatch` of all ``fields`` without ``__post_init__``'s checks.
+
+    Only for batches derived from valid ones (moved, pinned, sliced or concatenated), whose
+    fields are valid by construction.
+    """
+    batch = object.__new__(MRIBatch)
+    batch.__dict__.update(fields)
+    return batch
 
 
 def _cat(name: str, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -172,12 +189,15 @@ def collate_batches(batches: Sequence[MRIBatch]) -> MRIBatch:
     has_target = {b.target is not None for b in batches}
     if len(has_target) > 1:
         raise ValueError("cannot collate batches where only some items have a target")
-    return MRIBatch(
+    size, meta = sum(b.batch_size for b in batches), [m for b in batches for m in b.meta]
+    if meta and len(meta) != size:
+        raise ValueError(f"meta has {len(meta)} entries for a batch of {size}")
+    return _unchecked(
         kspace=_cat("kspace", [b.kspace for b in batches]),
         mask=_cat("mask", [b.mask for b in batches]),
         maps=_cat("maps", [b.maps for b in batches]),
         target=_cat("target", [b.target for b in batches]) if True in has_target else None,
         scale=torch.cat([b.scale for b in batches]),
         fft_ndim=batches[0].fft_ndim,
-        meta=[m for b in batches for m in b.meta],
+        meta=meta,
     )

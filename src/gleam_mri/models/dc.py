@@ -92,7 +92,8 @@ class GradientDC(nn.Module):
     maps with ``sum_c |S_c|^2 = 1`` (then ``||A^H A|| <= 1`` with the orthonormal FFT).
 
     ``forward(x, op, y)``: image ``x`` ``(B, *D)``, measured k-space ``y`` ``(B, C, *D)`` -> image
-    ``(B, *D)`` of the dtype of ``x``.
+    ``(B, *D)`` of the dtype of ``x``. It runs in every iteration and checks nothing: shapes are
+    checked where the data enter (:class:`~gleam_mri.data.batch.MRIBatch`, ``SenseOp``).
     """
 
     def __init__(self, step_init: float = 1.0, learnable: bool = True) -> None:
@@ -106,7 +107,6 @@ class GradientDC(nn.Module):
         return _positive(self.raw_step)
 
     def forward(self, x: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
-        _check_problem(x, op, y)
         step = self.step.to(x.real.dtype)
         return x - step * op.adjoint(op.forward(x) - y)
 
