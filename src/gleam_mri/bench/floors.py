@@ -245,10 +245,6 @@ class CnnFloor:
         params = [p for m in self.modules for p in m.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=lr, **(optimizer_kwargs or {}))
 
-    @property
-    def n_parameters(self) -> int:
-        return sum(p.numel() for m in self.modules for p in m.parameters())
-
     def forward(self) -> None:
         """Every CNN call once (for counting FLOPs; the caller chooses the grad mode)."""
         with bf16_autocast(self.device, self.amp):

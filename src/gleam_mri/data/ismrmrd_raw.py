@@ -187,13 +187,6 @@ def _set_encoded_x(xml: str, size: int, recon_fov: Any) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
-    """The parsed XML header of an ISMRMRD file (see :func:`read_ismrmrd_raw` for the keys)."""
-    path = Path(path)
-    with _open(path) as hf:
-        return _header(hf, path)
-
-
 def _header(hf: h5py.File, path: Path) -> dict[str, Any]:
     if "dataset/xml" not in hf:
         raise FastMRIFormatError(path, "no ISMRMRD header: /dataset/xml is missing")

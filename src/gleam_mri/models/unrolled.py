@@ -157,11 +157,6 @@ class UnrolledNet(nn.Module):
     def __len__(self) -> int:
         return len(self.iterations)
 
-    @property
-    def shares_weights(self) -> bool:
-        """Whether some iteration object appears more than once."""
-        return len({id(it) for it in self.iterations}) < len(self.iterations)
-
     def prepare(self, problem: Problem) -> Problem:
         """Run the prologue (if any) on the batch's problem."""
         return problem if self.prologue is None else self.prologue(problem)
