@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gleam_mri.fft import fftnc, ifftnc
-from gleam_mri.physics.coils import birdcage_maps
+from gleam_mri.fft import centred_fft, fftnc, ifftnc
+from gleam_mri.physics.coils import birdcage_maps, rss
 from gleam_mri.physics.operators import SenseOp
 from helpers import assert_adjoint, assert_linear, assert_vjp_is_adjoint, randn_complex
 
@@ -51,6 +51,28 @@ def test_fft_dc_at_centre_for_odd_sizes():
     k = fftnc(x, 2)
     assert k.abs().argmax().item() == 3 * 5 + 2  # index (N//2, M//2)
     assert torch.isclose(k.abs().max(), torch.tensor(np.sqrt(35.0), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("axes", [(1,), (-3, -1), (0, 2, 3)])
+def test_centred_fft_on_any_axes_of_tensors_and_arrays(axes):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 6, 5, 4)) + 1j * rng.standard_normal((3, 6, 5, 4))
+    for inverse in (False, True):
+        fn = np.fft.ifftn if inverse else np.fft.fftn
+        want = np.fft.fftshift(fn(np.fft.ifftshift(x, axes), axes=axes, norm="ortho"), axes)
+        np.testing.assert_allclose(centred_fft(x, axes, inverse), want, rtol=1e-12, atol=1e-12)
+        got = centred_fft(torch.from_numpy(x), axes, inverse)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(fftnc(torch.from_numpy(x), 2), centred_fft(torch.from_numpy(x), (-2, -1)))
+
+
+def test_rss_of_tensors_and_arrays():
+    x = randn_complex(2, 3, 5, 4, dtype=torch.complex64)
+    want = x.abs().pow(2).sum(1).sqrt()
+    torch.testing.assert_close(rss(x), want)
+    assert rss(x, dim=0, keepdim=True).shape == (1, 3, 5, 4)
+    np.testing.assert_allclose(rss(x.numpy()), want.numpy(), rtol=1e-6)
+    assert rss(x.numpy(), dim=1, keepdim=True).shape == (2, 1, 5, 4)
 
 
 def test_fft_rejects_bad_ndim():
