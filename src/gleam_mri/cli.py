@@ -1,5 +1,5 @@
 """The ``gleam`` command line: simulate, baseline, info, train, eval, recon, convert, demo, plan,
-bench."""
+study, bench."""
 
 from __future__ import annotations
 
@@ -280,8 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gleam_mri import plan_command
     from gleam_mri.bench import command as bench_command
+    from gleam_mri.study import command as study_command
 
     plan_command.add_parser(sub)
+    study_command.add_parser(sub)
     bench_command.add_parser(sub)
     return parser
 

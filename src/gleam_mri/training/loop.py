@@ -134,6 +134,7 @@ def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
         if scored is None or not strategy.reports:
             return
         metrics, results = scored
+        metrics["time/train_s"] = run.train_seconds
         images = is_due(done, train.image_every, train.steps)
         logger.validation(done, metrics, results if images else [])
         bar.write(
@@ -150,6 +151,8 @@ def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
             started = time.perf_counter()
             stats = strategy.train_step(batch.to(run.device))
             stats["time/step_s"] = time.perf_counter() - started
+            run.train_seconds += stats["time/step_s"]
+            stats["time/train_s"] = run.train_seconds
             done = step + 1
             if logger is not None and is_due(done, train.log_every, train.steps):
                 logger.scalars(done, stats)

@@ -3,7 +3,7 @@
 ``last.pt`` is a plain dict (:func:`checkpoint_state`)::
 
     {"step", "kind", "config", "model_config", "model": net.state_dict(),
-     "strategy": strategy.state_dict(), "rng": rng_state()}
+     "strategy": strategy.state_dict(), "rng": rng_state(), "train_seconds"}
 
 A single-process run writes it every ``train.ckpt_every`` steps (:class:`LastCheckpoint`); a
 pipelined run writes per-stage files and merges them into the same format at the end
@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class Run:
-    """Everything a training run is made of (``strategy`` is ``None`` for inference only)."""
+    """Everything a training run is made of (``strategy`` is ``None`` for inference only).
+
+    ``train_seconds``: time spent in training steps so far (validation and saving excluded),
+    carried across resumes.
+    """
 
     cfg: Config
     net: torch.nn.Module
@@ -47,6 +51,7 @@ class Run:
     device: torch.device
     out_dir: Path
     kind: str
+    train_seconds: float = 0.0
 
 
 class CheckpointStore(Protocol):
@@ -88,6 +93,7 @@ def checkpoint_state(
         "model": run.net.state_dict() if model is None else model,
         "strategy": run.strategy.state_dict() if strategy is None else strategy,
         "rng": rng_state(),
+        "train_seconds": run.train_seconds,
     }
 
 
@@ -113,6 +119,7 @@ class LastCheckpoint:
         run.net.load_state_dict(ckpt["model"])
         run.strategy.load_state_dict(ckpt["strategy"])
         set_rng_state(ckpt["rng"])
+        run.train_seconds = float(ckpt.get("train_seconds", 0.0))
         self.saved = int(ckpt["step"])
         return self.saved
 

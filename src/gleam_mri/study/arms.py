@@ -1,0 +1,155 @@
+"""The arms of the equal-memory study and what each is given under a memory budget.
+
+The study config names the *deep* network (``model.unrolls``). For a budget the memory planner's
+cost model (:class:`~gleam_mri.training.plan_costs.CostModel`, measured on the device) chooses:
+
+- ``e2e-fit``: end to end at the deepest network that fits;
+- ``greedy``: GLEAM at the deep network, with the fewest modules (the largest) that fit;
+- ``checkpoint``: checkpointing at the deep network, with the largest segments that fit;
+- ``invertible``: the invertible network at the deep depth (its memory is flat in depth);
+- ``greedy-same-depth``: GLEAM at ``e2e-fit``'s depth with the greedy arm's iterations per module
+  (what decoupling costs at equal depth);
+- ``e2e-deep``: end to end at the deep network, a reference outside the budget.
+
+An arm that cannot fit is kept, marked ``fits=False``, and not trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gleam_mri.config import Config
+from gleam_mri.training.plan_costs import CostModel
+
+__all__ = ["ARMS", "ArmPlan", "plan_arms"]
+
+ARMS = ("e2e-fit", "greedy", "checkpoint", "invertible", "greedy-same-depth", "e2e-deep")
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    """One arm: its strategy and setting, the predicted step memory (bytes) and whether it fits.
+
+    ``in_budget``: the arm is held to the budget (all but ``e2e-deep``).
+    """
+
+    name: str
+    strategy: str
+    depth: int
+    modules: int | None
+    every: int | None
+    predicted_bytes: int | None
+    fits: bool
+    in_budget: bool = True
+    note: str = ""
+
+    @property
+    def trained(self) -> bool:
+        """Whether the study trains this arm (it fits, or it is the reference)."""
+        return self.fits or not self.in_budget
+
+    def overrides(self) -> list[str]:
+        """Config overrides (``--set``) that turn the study config into this arm."""
+        sets = [f"strategy.name={self.strategy}", f"model.unrolls={self.depth}"]
+        sets.append(f"model.invertible={'true' if self.strategy == 'invertible' else 'false'}")
+        if self.modules is not None:
+            sets.append(f"strategy.modules={self.modules}")
+        if self.every is not None:
+            sets.append(f"strategy.checkpoint_every={self.every}")
+        return sets
+
+    def setting(self) -> str:
+        """The setting in words, e.g. ``8 iterations, 4 modules``."""
+        parts = [f"{self.depth} iterations"]
+        if self.modules is not None:
+            parts.append(f"{self.modules} modules")
+        if self.every is not None:
+            parts.append(f"segments of {self.every}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "setting": self.setting(), "trained": self.trained}
+
+
+def plan_arms(
+    cfg: Config, budget: int, costs: CostModel, arms: tuple[str, ...] | list[str] = ARMS
+) -> list[ArmPlan]:
+    """Choose each arm's setting for ``budget`` bytes from ``costs`` (see the module docstring).
+
+    ``ValueError`` before any training for an unknown arm, a budget in which no arm fits, or a
+    budget in which end to end already fits the deep network (nothing to compare).
+    """
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or not arms:
+        raise ValueError(f"unknown arms {unknown or '(none given)'}; choose from {list(ARMS)}")
+    deep, batch = cfg.model.unrolls, cfg.data.batch_size
+
+    def total(strategy: str, depth: int, **kw: Any) -> int:
+        return costs.predict(strategy, depth, batch, **kw).total
+
+    if total("e2e", deep) <= budget:
+        raise ValueError(
+            f"end to end already fits the deep network ({deep} iterations, predicted "
+            f"{total('e2e', deep)} bytes) in the budget of {budget} bytes: nothing to compare; "
+            "lower --budget or raise model.unrolls"
+        )
+    fit_depth = max((d for d in range(1, deep) if total("e2e", d) <= budget), default=None)
+    modules = next(
+        (m for m in range(1, deep + 1) if total("greedy", deep, modules=m) <= budget), None
+    )
+    every = max(
+        (k for k in range(1, deep + 1) if total("checkpoint", deep, every=k) <= budget),
+        default=None,
+    )
+
+    plans = {
+        "e2e-fit": _arm(
+            "e2e-fit", "e2e", fit_depth or 1, None, None, total, budget, fit_depth is None
+        ),
+        "greedy": _arm(
+            "greedy", "greedy", deep, modules or deep, None, total, budget, modules is None
+        ),
+        "checkpoint": _arm(
+            "checkpoint", "checkpoint", deep, None, every or 1, total, budget, every is None
+        ),
+        "invertible": _arm("invertible", "invertible", deep, None, None, total, budget, False),
+        "e2e-deep": ArmPlan(
+            "e2e-deep",
+            "e2e",
+            deep,
+            None,
+            None,
+            total("e2e", deep),
+            False,
+            False,
+            "reference outside the budget",
+        ),
+    }
+    per_module = math.ceil(deep / (modules or deep))
+    if fit_depth is None:
+        plans["greedy-same-depth"] = ArmPlan(
+            "greedy-same-depth", "greedy", 1, 1, None, None, False, note="e2e-fit does not fit"
+        )
+    else:
+        same = math.ceil(fit_depth / per_module)
+        plans["greedy-same-depth"] = _arm(
+            "greedy-same-depth", "greedy", fit_depth, same, None, total, budget, False
+        )
+    chosen = [plans[a] for a in arms]
+    if not any(p.fits for p in chosen if p.in_budget):
+        raise ValueError(
+            f"no arm fits the budget of {budget} bytes (smallest predicted: "
+            f"{min(p.predicted_bytes or 0 for p in chosen if p.in_budget)} bytes); raise --budget"
+        )
+    return chosen
+
+
+def _arm(name, strategy, depth, modules, every, total, budget, impossible) -> ArmPlan:
+    kw = {"modules": modules} if modules is not None else {}
+    kw |= {"every": every} if every is not None else {}
+    predicted = total(strategy, depth, **kw)
+    fits = not impossible and predicted <= budget
+    note = "" if fits else "does not fit the budget even at its smallest setting"
+    return ArmPlan(name, strategy, depth, modules, every, predicted, fits, note=note)
