@@ -12,7 +12,7 @@ from gleam_mri.config import load_config
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.devices import resolve_device
 from gleam_mri.study import runner
-from gleam_mri.study.arms import plan_arms
+from gleam_mri.study.arms import plan_arms, resolve_budget
 from gleam_mri.study.report import summarize_study, write_outputs
 from gleam_mri.study.stats import paired_difference
 from gleam_mri.training.plan_costs import measure_costs
@@ -73,6 +73,9 @@ def test_bad_budgets_and_arms_fail_before_training(data, costs):
         plan_arms(cfg, 1000, costs)
     with pytest.raises(ValueError, match="unknown arms"):
         plan_arms(cfg, budget_between(costs, 2), costs, ("e2e-fit", "greed"))
+    assert resolve_budget("e2e@2", costs, 1) == budget_between(costs, 2)
+    with pytest.raises(ValueError, match="e2e@N"):
+        resolve_budget("e2e@x", costs, 1)
     with pytest.raises(ValueError, match="already fits the deep network"):
         plan_arms(cfg, costs.predict("e2e", 4, 1).total + 1, costs)
     assert cli.main(["study", CONFIG, "--budget", "1KB", "--out", "x", "--arms", "nope"]) == 2

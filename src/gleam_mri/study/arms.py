@@ -23,7 +23,7 @@ from typing import Any
 from gleam_mri.config import Config
 from gleam_mri.training.plan_costs import CostModel
 
-__all__ = ["ARMS", "ArmPlan", "plan_arms"]
+__all__ = ["ARMS", "ArmPlan", "plan_arms", "resolve_budget"]
 
 ARMS = ("e2e-fit", "greedy", "checkpoint", "invertible", "greedy-same-depth", "e2e-deep")
 
@@ -71,6 +71,22 @@ class ArmPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "setting": self.setting(), "trained": self.trained}
+
+
+def resolve_budget(budget: int | str, costs: CostModel, batch: int) -> int:
+    """Bytes of a budget given as a size (``"2GiB"``, bytes) or as ``"e2e@N"``: halfway between
+    what end to end needs at ``N`` and at ``N + 1`` iterations on this device (so that e2e-fit
+    gets exactly ``N``, whatever the card)."""
+    from gleam_mri.training.planner import parse_size
+
+    if isinstance(budget, str) and budget.strip().lower().startswith("e2e@"):
+        depth_text = budget.strip()[4:]
+        if not depth_text.isdigit() or int(depth_text) < 1:
+            raise ValueError(f"budget {budget!r}: expected e2e@N with an integer N >= 1")
+        depth = int(depth_text)
+        low = costs.predict("e2e", depth, batch).total
+        return (low + costs.predict("e2e", depth + 1, batch).total) // 2
+    return parse_size(budget)
 
 
 def plan_arms(

@@ -13,6 +13,14 @@ from pathlib import Path
 
 from gleam_mri.plan_command import _budget, _positive
 
+
+def _study_budget(text: str) -> int | str:
+    """A size (``2GiB``) or ``e2e@N`` (what end to end needs at N iterations, on this device)."""
+    if text.strip().lower().startswith("e2e@"):
+        return text
+    return _budget(text)
+
+
 DESCRIPTION = """\
 Train the strategies side by side under one memory budget and compare image quality, time and
 memory. The config names the deep network (model.unrolls) and the data (data.root with train/,
@@ -33,7 +41,8 @@ arm's runs under --out. Started again, it skips finished runs and resumes unfini
 
 EPILOG = """\
 examples:
-  gleam study configs/study-2d.yaml --budget 64MiB --out runs/study-2d
+  gleam study configs/study-2d.yaml --budget 10MiB --out runs/study-2d
+  gleam study configs/study-2d.yaml --budget e2e@3 --out runs/study-2d --device cuda
   gleam study configs/study-2d.yaml --budget 64MiB --out runs/s --arms e2e-fit greedy --seeds 2
 """
 
@@ -50,7 +59,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", type=Path, help="YAML config: the deep network and the data")
-    p.add_argument("--budget", type=_budget, required=True, help="memory budget, e.g. 2GiB")
+    p.add_argument(
+        "--budget",
+        type=_study_budget,
+        required=True,
+        help="memory budget: a size (2GiB, 500MB) or e2e@N, halfway between what end to end "
+        "needs at N and N+1 iterations on this device (e2e-fit then gets N)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     p.add_argument("--seeds", type=_positive, default=3, help="seeds per arm (default: 3)")
     p.add_argument(

@@ -29,7 +29,7 @@ from gleam_mri.config import Config, config_from_dict, config_to_dict
 from gleam_mri.devices import resolve_device
 from gleam_mri.inference import evaluate_checkpoint
 from gleam_mri.metrics import psnr, ssim
-from gleam_mri.study.arms import ARMS, ArmPlan, plan_arms
+from gleam_mri.study.arms import ARMS, ArmPlan, plan_arms, resolve_budget
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.loop import fit
 from gleam_mri.training.plan_costs import measure_costs, measure_step
@@ -147,7 +147,8 @@ def run_study(
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
-    budget_bytes = parse_size(budget)
+    if isinstance(budget, str) and "@" not in budget:
+        parse_size(budget)  # a bad size fails before the data is read
     root = Path(cfg.data.root)
     test_dir = root / "test"
     for split in (cfg.data.train_split, cfg.data.val_split, "test"):
@@ -157,6 +158,7 @@ def run_study(
     dev = resolve_device(device)
     problem = problem_from_config(cfg)
     costs = measure_costs(cfg, *problem, dev)
+    budget_bytes = resolve_budget(budget, costs, cfg.data.batch_size)
     plans = plan_arms(cfg, budget_bytes, costs, tuple(arms))
     out.mkdir(parents=True, exist_ok=True)
     write_json(
