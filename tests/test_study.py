@@ -127,3 +127,27 @@ def test_tiny_study_runs_reports_and_resumes(data, costs, tmp_path, monkeypatch)
         again["arms"]["greedy"]["seeds"][1]["volumes"]
         == results["arms"]["greedy"]["seeds"][1]["volumes"]
     )
+
+
+def test_gpu_script_needs_only_the_gpu_machines_packages():
+    """benchmarks/gpu.sh runs from source where only torch, numpy, h5py, PyYAML, tqdm, scipy and
+    matplotlib are installed: the modules it runs import nothing else."""
+    import subprocess
+    import sys
+
+    blocked = ["nibabel", "pydicom", "twixtools", "tensorboard", "skimage", "ismrmrd", "fastmri"]
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from gleam_mri import cli
+from gleam_mri.bench import command, harness
+from gleam_mri.data import synthetic
+from gleam_mri.study import command, report, runner
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

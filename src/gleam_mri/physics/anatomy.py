@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -31,6 +30,8 @@ def load_magnitude_volume(path: str | Path) -> np.ndarray:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a readable NIfTI image, is not 3D, or is all zero.
     """
+    import nibabel as nib  # deferred: only reading a NIfTI needs it
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NIfTI file not found: {path}")
