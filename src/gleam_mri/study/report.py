@@ -131,8 +131,11 @@ def write_outputs(results: dict[str, Any], out: str | Path, command: str) -> Pat
         "Metrics: fastMRI's definitions on the test split, per volume; mean ± std over seeds of "
         "the per-seed means. ΔPSNR: per test slice (slice PSNR averaged over seeds) against "
         "e2e-fit, mean and 95% Student-t interval; an interval containing 0 reads 'no "
-        "difference'. Peak memory: one measured training step "
-        f"({summary_meter(summary)}); predicted: the planner's cost model.",
+        "difference'. Measured peak: one training step after a warm-up "
+        f"({summary_meter(summary)}: parameters, gradients, optimizer state, batch and every "
+        "activation alive at the peak, recomputed segments included); predicted: the planner's "
+        "cost model, which the budget is applied to (on the CPU it counts saved-for-backward "
+        "activations, so the measured peak is higher).",
         "",
         *[f"![{name}]({path.name})" for name, path in figures.items()],
         "",
@@ -144,8 +147,6 @@ def write_outputs(results: dict[str, Any], out: str | Path, command: str) -> Pat
 
 def summary_meter(summary: dict[str, Any]) -> str:
     meters = {row["meter"] for row in summary.values() if "meter" in row}
-    if meters == {"saved"}:
-        return "CPU: parameters, gradients, optimizer state, batch and saved-activation bytes"
     return ", ".join(sorted(meters)) or "none"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_from_dict, config_to_dict
@@ -32,9 +33,11 @@ from gleam_mri.metrics import psnr, ssim
 from gleam_mri.study.arms import ARMS, ArmPlan, plan_arms, resolve_budget
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.loop import fit
-from gleam_mri.training.plan_costs import measure_costs, measure_step
+from gleam_mri.training.memory import LiveTensorMeter, storage_bytes
+from gleam_mri.training.plan_costs import calibration_batch, measure_costs, measure_step
 from gleam_mri.training.planner import parse_size, problem_from_config
-from gleam_mri.training.run import read_metrics_log
+from gleam_mri.training.run import build_model_for, read_metrics_log
+from gleam_mri.training.strategies import strategy_from_config
 
 __all__ = ["arm_config", "measure_arm", "run_study"]
 
@@ -52,28 +55,42 @@ def arm_config(cfg: Config, arm: ArmPlan, seed: int, out_dir: Path) -> Config:
 
 
 def measure_arm(cfg: Config, arm: ArmPlan, problem: tuple, device: Any) -> dict[str, Any]:
-    """One real training step of the arm: the measured byte breakdown and peak (see
-    :func:`~gleam_mri.training.plan_costs.measure_step`; CPU: saved-activation bytes)."""
+    """Memory of one real training step of the arm (after a warm-up step), in bytes.
+
+    ``planner_basis``: the planner's measured breakdown (parameters, gradients, optimizer state,
+    batch, activations; on the CPU activations are the saved-for-backward bytes, as the planner
+    predicts them). ``peak_bytes``: what the step really holds at its peak: on CUDA the
+    allocator's ``max_memory_allocated``; on the CPU the tensors alive before the step plus the
+    peak of tensors created during it (:class:`~gleam_mri.training.memory.LiveTensorMeter`,
+    which also sees activations a checkpoint recomputes in the backward pass).
+    """
     kind, shape, coils = problem
+    arm_cfg = arm_config(cfg, arm, cfg.train.seed, Path(cfg.train.out_dir))
+    batch_size = cfg.data.batch_size
     step = measure_step(
-        arm_config(cfg, arm, cfg.train.seed, Path(cfg.train.out_dir)),
+        arm_cfg,
         kind,
         shape,
         coils,
         device,
         strategy=arm.strategy,
         depth=arm.depth,
-        batch=cfg.data.batch_size,
+        batch=batch_size,
         modules=arm.modules,
         every=arm.every,
     )
-    return {
-        "measured": step.breakdown.to_dict(),
-        "peak_bytes": step.cuda_peak_bytes
-        if step.cuda_peak_bytes is not None
-        else step.breakdown.total,
-        "meter": "cuda max_memory_allocated" if step.cuda_peak_bytes is not None else "saved",
-    }
+    out = {"planner_basis": step.breakdown.to_dict()}
+    if step.cuda_peak_bytes is not None:
+        return {**out, "peak_bytes": step.cuda_peak_bytes, "meter": "cuda max_memory_allocated"}
+    net = build_model_for(arm_cfg, kind, torch.device(device))
+    strategy = strategy_from_config(arm_cfg, net)
+    batch = calibration_batch(kind, shape, coils, batch_size, device)
+    strategy.train_step(batch)  # warm-up: the optimizer state exists from here on
+    strategy.zero_grad()
+    before = storage_bytes(net, strategy.optimizers, batch)
+    with LiveTensorMeter() as meter:
+        strategy.train_step(batch)
+    return {**out, "peak_bytes": before + meter.peak_bytes, "meter": "live tensors (CPU)"}
 
 
 def _score(ckpt: Path, test_dir: Path, run_dir: Path) -> dict[str, Any]:
