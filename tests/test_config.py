@@ -139,6 +139,16 @@ def test_only_the_chosen_strategy_checks_its_options_against_the_model() -> None
         load_config(demo, ["strategy.name=pipeline", "strategy.replicas=3"])
 
 
+def test_invertible_inversion_needs_the_matching_network() -> None:
+    ok = load_config(None, ["strategy.name=invertible", "strategy.inversion=fixed-point"])
+    assert ok.strategy.settings().fixed_point_iters == 5 and not ok.model.invertible
+    with pytest.raises(ConfigError, match=r"model\.invertible=true"):
+        load_config(None, ["strategy.name=invertible"])  # coupling needs the coupled network
+    with pytest.raises(ConfigError, match=r"model\.invertible=false"):
+        load_config(None, ["strategy.name=invertible", "strategy.inversion=fixed-point",
+                           "model.invertible=true"])  # fmt: skip
+
+
 def test_strategy_options_are_typed_by_the_strategy_and_default_to_its_values() -> None:
     cfg = load_config(None, ["strategy.name=checkpoint", "strategy.checkpoint_every=2"])
     assert cfg.strategy.settings().checkpoint_every == 2

@@ -6,7 +6,9 @@ cost model (:class:`~gleam_mri.training.plan_costs.CostModel`, measured on the d
 - ``e2e-fit``: end to end at the deepest network that fits;
 - ``greedy``: GLEAM at the deep network, with the fewest modules (the largest) that fit;
 - ``checkpoint``: checkpointing at the deep network, with the largest segments that fit;
-- ``invertible``: the invertible network at the deep depth (its memory is flat in depth);
+- ``invertible``: invertible training at the deep depth (its memory is flat in depth): MEL's
+  fixed-point inversion of the same network with ``strategy.inversion=fixed-point``, or the
+  coupling network (``coupling``, the default: a different architecture);
 - ``greedy-same-depth``: GLEAM at ``e2e-fit``'s depth with the greedy arm's iterations per module
   (what decoupling costs at equal depth);
 - ``e2e-deep``: end to end at the deep network, a reference outside the budget.
@@ -16,6 +18,7 @@ An arm that cannot fit is kept, marked ``fits=False``, and not trained.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,6 +47,7 @@ class ArmPlan:
     fits: bool
     in_budget: bool = True
     note: str = ""
+    coupled: bool = False  # the invertible arm's network is built with couplings (not MEL)
 
     @property
     def trained(self) -> bool:
@@ -53,7 +57,7 @@ class ArmPlan:
     def overrides(self) -> list[str]:
         """Config overrides (``--set``) that turn the study config into this arm."""
         sets = [f"strategy.name={self.strategy}", f"model.unrolls={self.depth}"]
-        sets.append(f"model.invertible={'true' if self.strategy == 'invertible' else 'false'}")
+        sets.append(f"model.invertible={'true' if self.coupled else 'false'}")
         if self.modules is not None:
             sets.append(f"strategy.modules={self.modules}")
         if self.every is not None:
@@ -143,6 +147,8 @@ def plan_arms(
             "reference outside the budget",
         ),
     }
+    if cfg.strategy.settings("invertible").inversion == "coupling":
+        plans["invertible"] = dataclasses.replace(plans["invertible"], coupled=True)
     per_module = math.ceil(deep / (modules or deep))
     if fit_depth is None:
         plans["greedy-same-depth"] = ArmPlan(

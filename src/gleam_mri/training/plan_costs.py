@@ -183,7 +183,8 @@ def measure_step(
 ) -> MeasuredStep:
     """Run one real training step of ``cfg``'s model at ``depth`` / ``batch`` and measure it.
 
-    The model is built with ``unrolls=depth`` (``invertible=True`` for ``"invertible"``), the
+    The model is built with ``unrolls=depth`` (``invertible=True`` for ``"invertible"`` with the
+    coupling inversion; the ordinary network for its fixed-point inversion, MEL), the
     optimizer and loss from ``cfg``. On CUDA a warm-up step runs first (it creates the optimizer
     state); the activation part is the allocator's peak above everything counted.
     """
@@ -196,7 +197,9 @@ def measure_step(
         gc.collect()
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
-    invertible = cfg.model.invertible or strategy == "invertible"
+    invertible = cfg.model.invertible  # the invertible strategy's network depends on its inversion
+    if strategy == "invertible":
+        invertible = cfg.strategy.settings("invertible").inversion == "coupling"
     model_cfg = dataclasses.replace(cfg.model, unrolls=depth, invertible=invertible)
     torch.manual_seed(cfg.train.seed)
     net = build_model(model_cfg, kind).to(device)

@@ -1,23 +1,58 @@
 """Invertible (memory-free) training: rebuild each iteration's input from its output.
 
 The forward pass runs without a graph and keeps only the final state. Backward walks the
-iterations from last to first: each :class:`~gleam_mri.models.unrolled.Coupling` reconstructs
-its input exactly with ``inverse``, recomputes its forward with grad enabled and backpropagates
-the running state-gradient, which accumulates its parameters' gradients and yields the gradient
-of its input. Activation memory is that of one iteration, independent of depth.
+iterations from last to first: each iteration's input is rebuilt from its output, its forward is
+recomputed with grad enabled and the running state-gradient is backpropagated through it, which
+accumulates its parameters' gradients and yields the gradient of its input. Activation memory is
+that of one iteration, independent of depth. Two ways to rebuild an input (``inversion``):
+
+- ``"coupling"``: the network is built invertible (``model.invertible=true``): each iteration sits
+  in an additive :class:`~gleam_mri.models.unrolled.Coupling` with an exact inverse; a different
+  architecture (pair state, the regulariser evaluated twice per iteration).
+- ``"fixed-point"``: MEL (memory-efficient learning, the GLEAM paper's invertible baseline) on the
+  same network as the other strategies: each iteration is inverted approximately by
+  ``fixed_point_iters`` fixed-point iterations (``fixed_point_inverse`` of
+  :mod:`gleam_mri.models.iterations`); gradients are then approximate.
+
+Either way the walk back ends at a rebuilt initial state, which is known (``x0`` or ``y``): the
+metric ``inversion_error`` is its relative error, logged every step.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.models.unrolled import Problem, UnrolledNet
 from gleam_mri.physics.operators import SenseOp
+from gleam_mri.schema import ConfigError, at_least
 from gleam_mri.training.losses import LossFn
-from gleam_mri.training.strategies.base import Strategy
+from gleam_mri.training.strategies.base import Strategy, StrategyOptions
+
+if TYPE_CHECKING:
+    from gleam_mri.config import Config
+
+INVERSIONS = ("coupling", "fixed-point")
+
+
+@dataclass
+class InvertibleOptions(StrategyOptions):
+    """``strategy.inversion`` (``coupling``: exact, needs ``model.invertible=true``;
+    ``fixed-point``: MEL on the ordinary network) and ``fixed_point_iters``."""
+
+    inversion: Literal["coupling", "fixed-point"] = "coupling"
+    fixed_point_iters: int = field(default=5, metadata=at_least(1))
+
+    def check(self, cfg: Config) -> None:
+        if (self.inversion == "coupling") != cfg.model.invertible:
+            need = "true" if self.inversion == "coupling" else "false"
+            raise ConfigError(
+                f"inversion {self.inversion!r} trains a network built with model.invertible={need}",
+                "strategy.inversion",
+            )
 
 
 def _leaf(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -61,17 +96,49 @@ class Invertible(Strategy):
     """
 
     name = "invertible"
+    Options = InvertibleOptions
 
-    def __init__(self, net: UnrolledNet, loss_fn: LossFn, **kwargs) -> None:
-        if not getattr(net, "invertible", False):
+    def __init__(
+        self,
+        net: UnrolledNet,
+        loss_fn: LossFn,
+        *,
+        inversion: str = "coupling",
+        fixed_point_iters: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        if inversion not in INVERSIONS:
+            raise ValueError(
+                f"invertible: inversion must be one of {INVERSIONS}, got {inversion!r}"
+            )
+        if inversion == "coupling" and not getattr(net, "invertible", False):
             raise ValueError(
                 "invertible training needs an invertible network: build the model with "
-                "invertible=True (each iteration wrapped in an exactly invertible Coupling)"
+                "invertible=True (each iteration wrapped in an exactly invertible Coupling), or "
+                "use inversion='fixed-point' (MEL) on the ordinary network"
             )
-        missing = [i for i, it in enumerate(net.iterations) if not hasattr(it, "inverse")]
+        if inversion == "fixed-point" and getattr(net, "invertible", False):
+            raise ValueError("invertible: fixed-point inversion (MEL) needs the ordinary network")
+        method = "inverse" if inversion == "coupling" else "fixed_point_inverse"
+        missing = [
+            f"{i} ({type(it).__name__})"
+            for i, it in enumerate(net.iterations)
+            if not hasattr(it, method)
+        ]
         if missing:
-            raise ValueError(f"invertible: iterations {missing} have no inverse()")
+            raise ValueError(f"invertible: iterations {missing} have no {method}()")
+        if isinstance(fixed_point_iters, bool) or not isinstance(fixed_point_iters, int):
+            raise TypeError(f"fixed_point_iters must be an int, got {fixed_point_iters!r}")
+        if fixed_point_iters < 1:
+            raise ValueError(f"fixed_point_iters must be >= 1, got {fixed_point_iters}")
+        self.inversion = inversion
+        self.fixed_point_iters = fixed_point_iters
         super().__init__(net, loss_fn, **kwargs)
+
+    def _invert(self, iteration: torch.nn.Module, out: torch.Tensor, problem: Problem):
+        if self.inversion == "coupling":
+            return iteration.inverse(out, problem)
+        return iteration.fixed_point_inverse(out, problem, self.fixed_point_iters)
 
     def forward_backward(self, batch: MRIBatch) -> dict[str, float]:
         net = self.net
@@ -97,7 +164,7 @@ class Invertible(Strategy):
         # walk back: reconstruct each input, recompute the step with grad, backprop
         for iteration in reversed(net.iterations):
             with torch.no_grad(), self.autocast(batch):
-                inp = iteration.inverse(output, problem)
+                inp = self._invert(iteration, output, problem)
             inp = inp.detach().requires_grad_(True)
             with torch.enable_grad(), self.autocast(batch):
                 out = iteration(inp, problem)
@@ -111,10 +178,12 @@ class Invertible(Strategy):
             init = net.init_state(problem)
         if init.requires_grad:
             init.backward(grad)
+        with torch.no_grad():  # the walk back ended at a rebuilt initial state: how close?
+            error = float((output - init).norm() / init.norm().clamp_min(1e-30))
 
         # and the problem's leaves through the prologue
         originals = [orig for orig, leaf in pairs if leaf.grad is not None]
         grads = [leaf.grad for _, leaf in pairs if leaf.grad is not None]
         if originals:
             torch.autograd.backward(originals, grads)
-        return {"loss": value}
+        return {"loss": value, "inversion_error": error}
