@@ -32,8 +32,8 @@ from gleam_mri.inference import evaluate_checkpoint
 from gleam_mri.metrics import psnr, ssim
 from gleam_mri.study.arms import ARMS, ArmPlan, plan_arms, resolve_budget
 from gleam_mri.training.checkpoint import load_checkpoint
+from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
 from gleam_mri.training.loop import fit
-from gleam_mri.training.memory import LiveTensorMeter, storage_bytes
 from gleam_mri.training.plan_costs import calibration_batch, measure_costs, measure_step
 from gleam_mri.training.planner import parse_size, problem_from_config
 from gleam_mri.training.run import build_model_for, read_metrics_log
@@ -61,7 +61,7 @@ def measure_arm(cfg: Config, arm: ArmPlan, problem: tuple, device: Any) -> dict[
     batch, activations; on the CPU activations are the saved-for-backward bytes, as the planner
     predicts them). ``peak_bytes``: what the step really holds at its peak: on CUDA the
     allocator's ``max_memory_allocated``; on the CPU the tensors alive before the step plus the
-    peak of tensors created during it (:class:`~gleam_mri.training.memory.LiveTensorMeter`,
+    peak of tensors created during it (:class:`~gleam_mri.training.live_memory.LiveTensorMeter`,
     which also sees activations a checkpoint recomputes in the backward pass).
     """
     kind, shape, coils = problem
