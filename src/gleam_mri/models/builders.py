@@ -22,7 +22,22 @@ def _regularizer(name: str, dims: str, features: int, blocks: int, levels: int) 
     return build_regularizer("unet", dims, features=features, levels=levels)
 
 
-def _iterations(make: Callable[[], Iteration], unrolls: int, shared: bool) -> list[Iteration]:
+def _iterations(
+    iteration: Callable[[nn.Module], Iteration],
+    regularizer: str,
+    dims: str,
+    features: int,
+    blocks: int,
+    levels: int,
+    unrolls: int,
+    shared: bool,
+) -> list[Iteration]:
+    """``unrolls`` iterations ``iteration(regulariser)``, each with its own regulariser (or one
+    shared by all)."""
+
+    def make() -> Iteration:
+        return iteration(_regularizer(regularizer, dims, features, blocks, levels))
+
     if shared:
         one = make()
         return [one] * unrolls
@@ -41,12 +56,11 @@ def pgd_resnet(
     step_init: float = 1.0,
 ) -> UnrolledNet:
     """PGD with a ResNet denoiser per iteration, as in the GLEAM paper (image state)."""
-
-    def make() -> Iteration:
-        reg = _regularizer(regularizer, dims, features, blocks, levels)
-        return PGDIteration(reg, GradientDC(step_init=step_init))
-
-    return UnrolledNet(_iterations(make, unrolls, shared_weights), "image", invertible=invertible)
+    iterations = _iterations(
+        lambda reg: PGDIteration(reg, GradientDC(step_init=step_init)),
+        regularizer, dims, features, blocks, levels, unrolls, shared_weights,
+    )  # fmt: skip
+    return UnrolledNet(iterations, "image", invertible=invertible)
 
 
 def modl(
@@ -67,11 +81,11 @@ def modl(
     (greedy training needs separate weights, the default).
     """
 
-    def make() -> Iteration:
-        reg = _regularizer(regularizer, dims, features, blocks, levels)
-        return MoDLIteration(reg, ProximalDC(lam_init=lam_init, max_iter=cg_iters))
-
-    return UnrolledNet(_iterations(make, unrolls, shared_weights), "image", invertible=invertible)
+    iterations = _iterations(
+        lambda reg: MoDLIteration(reg, ProximalDC(lam_init=lam_init, max_iter=cg_iters)),
+        regularizer, dims, features, blocks, levels, unrolls, shared_weights,
+    )  # fmt: skip
+    return UnrolledNet(iterations, "image", invertible=invertible)
 
 
 def varnet(
@@ -90,12 +104,11 @@ def varnet(
 ) -> UnrolledNet:
     """E2E-VarNet: U-Net cascades in k-space and a learned sensitivity model (k-space state)."""
 
-    def make() -> Iteration:
-        reg = _regularizer(regularizer, dims, features, blocks, levels)
-        return VarNetCascade(reg, KspaceDC(eta_init=eta_init))
-
     prologue = SensitivityModel(dims, features=sens_features, levels=sens_levels, chunk=sens_chunk)
-    iterations = _iterations(make, unrolls, shared_weights)
+    iterations = _iterations(
+        lambda reg: VarNetCascade(reg, KspaceDC(eta_init=eta_init)),
+        regularizer, dims, features, blocks, levels, unrolls, shared_weights,
+    )  # fmt: skip
     return UnrolledNet(iterations, "kspace", prologue=prologue, invertible=invertible)
 
 
