@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from gleam_mri.atomic import atomic_write
+
 
 class RunLogger:
     """Writes ``metrics.jsonl`` (one record per logged step) and TensorBoard events.
@@ -43,9 +45,8 @@ class RunLogger:
                     kept.append(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a kill
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept))
-        tmp.replace(self.path)
+        with atomic_write(self.path, "w") as f:
+            f.write("".join(f"{line}\n" for line in kept))
 
     def _write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:

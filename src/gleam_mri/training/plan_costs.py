@@ -49,6 +49,7 @@ from gleam_mri.config import Config, StrategyConfig
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
 from gleam_mri.models.builders import build_model
+from gleam_mri.physics.coils import rss
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.memory import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.training.strategies import build_strategy, optimizer_kwargs
@@ -140,7 +141,7 @@ def calibration_batch(
     fft_ndim = 3 if kind == "3d" else 2
     image = torch.randn(batch, *shape, dtype=torch.complex64, generator=g)
     maps = torch.randn(batch, coils, *shape, dtype=torch.complex64, generator=g)
-    maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
+    maps = maps / rss(maps, 1, keepdim=True)
     mask = torch.zeros(batch, 1, *shape[:-2], 1, shape[-1])
     mask[..., ::4] = 1.0
     mask[..., shape[-1] // 2 - 2 : shape[-1] // 2 + 2] = 1.0
