@@ -9,8 +9,8 @@ cost model (:class:`~gleam_mri.training.plan_costs.CostModel`, measured on the d
 - ``invertible``: invertible training at the deep depth (its memory is flat in depth): MEL's
   fixed-point inversion of the same network with ``strategy.inversion=fixed-point``, or the
   coupling network (``coupling``, the default: a different architecture);
-- ``greedy-same-depth``: GLEAM at ``e2e-fit``'s depth with the greedy arm's iterations per module
-  (what decoupling costs at equal depth);
+- ``greedy-same-depth``: GLEAM at ``e2e-fit``'s depth, cut into as many modules as the greedy arm
+  (at least two: one module is end to end), so what decoupling costs at equal depth;
 - ``e2e-deep``: end to end at the deep network, a reference outside the budget.
 
 An arm that cannot fit is kept, marked ``fits=False``, and not trained.
@@ -19,7 +19,6 @@ An arm that cannot fit is kept, marked ``fits=False``, and not trained.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -149,13 +148,12 @@ def plan_arms(
     }
     if cfg.strategy.settings("invertible").inversion == "coupling":
         plans["invertible"] = dataclasses.replace(plans["invertible"], coupled=True)
-    per_module = math.ceil(deep / (modules or deep))
     if fit_depth is None:
         plans["greedy-same-depth"] = ArmPlan(
             "greedy-same-depth", "greedy", 1, 1, None, None, False, note="e2e-fit does not fit"
         )
-    else:
-        same = math.ceil(fit_depth / per_module)
+    else:  # decoupled as the greedy arm (its module count), but never a single module (= e2e)
+        same = max(min(modules or deep, fit_depth), min(2, fit_depth))
         plans["greedy-same-depth"] = _arm(
             "greedy-same-depth", "greedy", fit_depth, same, None, total, budget, False
         )
