@@ -29,8 +29,10 @@ val/ and test/). The memory planner measures the network on this device and choo
   e2e-fit            end to end at the deepest network that fits the budget
   greedy             GLEAM at the deep network, the fewest modules that fit
   checkpoint         gradient checkpointing at the deep network, the largest segments that fit
-  invertible         the invertible network at the deep depth
-  greedy-same-depth  GLEAM at e2e-fit's depth (what decoupling costs at equal depth)
+  invertible         invertible training at the deep depth (strategy.inversion=fixed-point:
+                     MEL on the same network; coupling: the coupled network)
+  greedy-same-depth  GLEAM at e2e-fit's depth, as many modules as the greedy arm (>= 2):
+                     what decoupling costs at equal depth
   e2e-deep           end to end at the deep network (reference, outside the budget)
 
 Every arm trains the same number of steps on the same data with the same seeds, optimizer and
@@ -43,7 +45,7 @@ EPILOG = """\
 examples:
   gleam study configs/study-2d.yaml --budget 10MiB --out runs/study-2d
   gleam study configs/study-2d.yaml --budget e2e@3 --out runs/study-2d --device cuda
-  gleam study configs/study-2d.yaml --budget 64MiB --out runs/s --arms e2e-fit greedy --seeds 2
+  gleam study configs/study-2d.yaml --budget 12MiB --out runs/s --arms e2e-fit greedy --seeds 2
 """
 
 
