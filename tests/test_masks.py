@@ -200,6 +200,19 @@ def test_poisson_acceleration_and_calibration(acceleration, variable_density):
     assert torch.all(plane[center_slice(depth, calib[0]), center_slice(width, calib[1])] == 1)
 
 
+def test_poisson_on_2d_kspace_covers_both_phase_encoding_axes():
+    """2D slices of a 3D scan (both axes phase encodes, the GLEAM paper's knee): (1, H, W), the
+    same pattern as the (Z, W) plane of a 3D mask with the same seed."""
+    mask_fn = PoissonDiscMask(4, calib=(6, 6))
+    mask = mask_fn((3, 32, 24), seed=5)
+    assert mask.shape == (1, 32, 24)
+    assert torch.equal(mask[0], mask_fn((3, 32, 7, 24), seed=5)[0, :, 0])
+    assert int(mask.sum()) == round(32 * 24 / 4)
+    assert torch.all(mask[0, center_slice(32, 6), center_slice(24, 6)] == 1)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        mask_fn((24,), seed=0)
+
+
 def _nearest_distances(pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     points = np.argwhere(pattern).astype(float)
     dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
@@ -239,7 +252,7 @@ def test_poisson_errors():
     with pytest.raises(ValueError, match="more than"):
         PoissonDiscMask(8, calib=(16, 16))((2, 32, 4, 32))
     with pytest.raises(ValueError, match=r"\(C, Z, H, W\)"):
-        PoissonDiscMask(4)((2, 32, 32))
+        PoissonDiscMask(4)((2, 32))  # 2D (C, H, W) is accepted since the paper configs
     with pytest.raises(ValueError, match="no sample"):
         PoissonDiscMask(100)((2, 4, 4, 4))
 

@@ -158,7 +158,10 @@ def poisson_disc_pattern(
 
 
 class PoissonDiscMask:
-    """Variable-density Poisson-disc mask over the ``(Z, W)`` plane of 3D k-space ``D=(Z, H, W)``.
+    """Variable-density Poisson-disc mask over the ``(Z, W)`` plane of 3D k-space ``D=(Z, H, W)``,
+    or over the whole ``(H, W)`` plane of 2D k-space whose two axes are both phase encodes (slices
+    of a 3D scan after its readout was inverse transformed, as the mridata.org knee of the GLEAM
+    paper: there the mask varies along ``H`` too).
 
     Args:
         acceleration: target ``Z * W / samples``, > 1 (met up to rounding of the sample count).
@@ -166,7 +169,8 @@ class PoissonDiscMask:
         seed: seed of the internal ``np.random.Generator``.
         variable_density: radius grows with the distance from the centre (see module docstring).
 
-    Call with ``(C, Z, H, W)`` -> float32 mask ``(1, Z, 1, W)``.
+    Call with ``(C, Z, H, W)`` -> float32 mask ``(1, Z, 1, W)``; with ``(C, H, W)`` ->
+    ``(1, H, W)``.
     """
 
     def __init__(
@@ -186,16 +190,18 @@ class PoissonDiscMask:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, kspace_shape: Sequence[int], seed: int | None = None) -> torch.Tensor:
-        """Mask for 3D k-space ``(C, Z, H, W)`` -> float32 ``(1, Z, 1, W)``."""
+        """Mask for 3D k-space ``(C, Z, H, W)`` -> float32 ``(1, Z, 1, W)``, or for 2D k-space
+        ``(C, H, W)`` (both axes phase encodes) -> ``(1, H, W)``."""
         shape = tuple(int(n) for n in kspace_shape)
-        if len(shape) != 4 or any(n < 1 for n in shape):
+        if len(shape) not in (3, 4) or any(n < 1 for n in shape):
             raise ValueError(
-                f"PoissonDiscMask needs 3D k-space shape (C, Z, H, W) with positive sizes, "
-                f"got {shape}"
+                "PoissonDiscMask needs k-space shape (C, Z, H, W) (3D) or (C, H, W) (2D, both "
+                f"axes phase encodes) with positive sizes, got {shape}"
             )
-        _, depth, _, width = shape
+        rows, width = shape[1], shape[-1]
         rng = self.rng if seed is None else np.random.default_rng(seed)
         pattern = poisson_disc_pattern(
-            (depth, width), self.acceleration, self.calib, rng, self.variable_density
+            (rows, width), self.acceleration, self.calib, rng, self.variable_density
         )
-        return torch.from_numpy(pattern.astype(np.float32)).reshape(1, depth, 1, width)
+        mask = torch.from_numpy(pattern.astype(np.float32))
+        return mask.reshape(1, rows, 1, width) if len(shape) == 4 else mask.reshape(1, rows, width)
