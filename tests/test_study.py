@@ -132,6 +132,23 @@ def test_tiny_study_runs_reports_and_resumes(data, costs, tmp_path, monkeypatch)
     )
 
 
+def test_a_run_that_stops_is_reported_and_the_study_goes_on(data, costs, tmp_path, monkeypatch):
+    from gleam_mri.training.errors import TrainingStopped
+
+    def stopped(cfg, resume, progress):
+        raise TrainingStopped("training stopped at step 3: non-finite loss (test)")
+
+    monkeypatch.setattr(runner, "fit", stopped)
+    cfg, out = tiny(data), tmp_path / "stopped"
+    budget = budget_between(costs, 2)
+    results = runner.run_study(
+        cfg, budget, out, seeds=1, arms=("greedy",), device="cpu", progress=False
+    )
+    assert "non-finite loss (test)" in results["arms"]["greedy"]["seeds"][0]["stopped"]
+    text = write_outputs(results, out, "gleam study stopped").read_text()
+    assert "1 run(s) stopped" in text and "non-finite loss (test)" in text
+
+
 def test_gpu_script_needs_only_the_gpu_machines_packages():
     """benchmarks/gpu.sh runs from source where only torch, numpy, h5py, PyYAML, tqdm, scipy and
     matplotlib are installed: the modules it runs import nothing else."""

@@ -6,9 +6,10 @@ cost model (:class:`~gleam_mri.training.plan_costs.CostModel`, measured on the d
 - ``e2e-fit``: end to end at the deepest network that fits;
 - ``greedy``: GLEAM at the deep network, with the fewest modules (the largest) that fit;
 - ``checkpoint``: checkpointing at the deep network, with the largest segments that fit;
-- ``invertible``: invertible training at the deep depth (its memory is flat in depth): MEL's
-  fixed-point inversion of the same network with ``strategy.inversion=fixed-point``, or the
-  coupling network (``coupling``, the default: a different architecture);
+- ``invertible``: MEL at the deep depth: invertible training of the same network, each iteration
+  inverted by fixed-point iteration (``strategy.fixed_point_iters``); memory flat in depth;
+- ``invertible-coupling``: invertible training with exact inverses, which needs the coupled
+  network (``model.invertible``: another architecture, the regulariser run twice per iteration);
 - ``greedy-same-depth``: GLEAM at ``e2e-fit``'s depth, cut into as many modules as the greedy arm
   (at least two: one module is end to end), so what decoupling costs at equal depth;
 - ``e2e-deep``: end to end at the deep network, a reference outside the budget.
@@ -27,7 +28,15 @@ from gleam_mri.training.plan_costs import CostModel
 
 __all__ = ["ARMS", "ArmPlan", "plan_arms", "resolve_budget"]
 
-ARMS = ("e2e-fit", "greedy", "checkpoint", "invertible", "greedy-same-depth", "e2e-deep")
+ARMS = (
+    "e2e-fit",
+    "greedy",
+    "checkpoint",
+    "invertible",
+    "invertible-coupling",
+    "greedy-same-depth",
+    "e2e-deep",
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class ArmPlan:
     fits: bool
     in_budget: bool = True
     note: str = ""
-    coupled: bool = False  # the invertible arm's network is built with couplings (not MEL)
+    coupled: bool = False  # invertible training on the coupled network (not MEL)
 
     @property
     def trained(self) -> bool:
@@ -57,6 +66,9 @@ class ArmPlan:
         """Config overrides (``--set``) that turn the study config into this arm."""
         sets = [f"strategy.name={self.strategy}", f"model.unrolls={self.depth}"]
         sets.append(f"model.invertible={'true' if self.coupled else 'false'}")
+        if self.strategy == "invertible":
+            inversion = "coupling" if self.coupled else "fixed-point"
+            sets.append(f"strategy.inversion={inversion}")
         if self.modules is not None:
             sets.append(f"strategy.modules={self.modules}")
         if self.every is not None:
@@ -134,6 +146,10 @@ def plan_arms(
             "checkpoint", "checkpoint", deep, None, every or 1, total, budget, every is None
         ),
         "invertible": _arm("invertible", "invertible", deep, None, None, total, budget, False),
+        "invertible-coupling": dataclasses.replace(
+            _arm("invertible-coupling", "invertible", deep, None, None, total, budget, False),
+            coupled=True,
+        ),
         "e2e-deep": ArmPlan(
             "e2e-deep",
             "e2e",
@@ -146,8 +162,6 @@ def plan_arms(
             "reference outside the budget",
         ),
     }
-    if cfg.strategy.settings("invertible").inversion == "coupling":
-        plans["invertible"] = dataclasses.replace(plans["invertible"], coupled=True)
     if fit_depth is None:
         plans["greedy-same-depth"] = ArmPlan(
             "greedy-same-depth", "greedy", 1, 1, None, None, False, note="e2e-fit does not fit"

@@ -29,7 +29,7 @@ def _per_slice(entry: dict[str, Any]) -> dict[tuple[str, int], float]:
     """Slice PSNR averaged over the arm's seeds, keyed by (file, slice)."""
     values: dict[tuple[str, int], list[float]] = {}
     for seed in entry["seeds"].values():
-        for s in seed["slices"]:
+        for s in seed.get("slices", []):
             values.setdefault((s["file"], s["slice"]), []).append(s["PSNR"])
     return {k: float(np.mean(v)) for k, v in values.items()}
 
@@ -41,7 +41,10 @@ def summarize_study(results: dict[str, Any]) -> dict[str, Any]:
     summary = {}
     for name, entry in arms.items():
         row: dict[str, Any] = {"plan": entry["plan"]}
-        seeds = list(entry["seeds"].values())
+        stopped = [s["stopped"] for s in entry["seeds"].values() if "stopped" in s]
+        if stopped:
+            row["stopped"] = {"runs": len(stopped), "first": stopped[0]}
+        seeds = [s for s in entry["seeds"].values() if "volumes" in s]
         if seeds:
             for metric in METRICS:
                 means = [np.mean([v[metric] for v in s["volumes"]]) for s in seeds]
@@ -49,8 +52,10 @@ def summarize_study(results: dict[str, Any]) -> dict[str, Any]:
             times = [s["median_step_s"] for s in seeds if s["median_step_s"] is not None]
             row["median_step_s"] = float(np.median(times)) if times else None
             row["train_s"] = float(np.mean([s["train_s"] for s in seeds]))
+        if "memory" in entry:
             row["peak_bytes"] = entry["memory"]["peak_bytes"]
             row["meter"] = entry["memory"]["meter"]
+        if seeds:
             if reference is not None and name != REFERENCE:
                 mine = _per_slice(entry)
                 keys = sorted(reference)
@@ -77,6 +82,8 @@ def _table(summary: dict[str, Any], budget: int) -> str:
     for name, row in summary.items():
         plan = row["plan"]
         fits = "reference" if not plan["in_budget"] else ("yes" if plan["fits"] else "no")
+        if "stopped" in row:
+            fits += f"; {row['stopped']['runs']} run(s) stopped"
         predicted = format_size(plan["predicted_bytes"]) if plan["predicted_bytes"] else "-"
         peak = format_size(row["peak_bytes"]) if "peak_bytes" in row else "-"
         diff = row.get("vs_e2e_fit")
@@ -90,7 +97,9 @@ def _table(summary: dict[str, Any], budget: int) -> str:
         cells = [name, plan["setting"], fits, predicted, peak]
         cells += [_cell(row, m) for m in METRICS] + [delta, step, train]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nBudget: {format_size(budget)}."
+    stopped = [f"- {n}: {r['stopped']['first']}" for n, r in summary.items() if "stopped" in r]
+    notes = "\n\nRuns whose training stopped:\n" + "\n".join(stopped) if stopped else ""
+    return "\n".join(lines) + f"\n\nBudget: {format_size(budget)}.{notes}"
 
 
 def _machine(device: str) -> str:
@@ -180,7 +189,8 @@ def _figures(results: dict[str, Any], summary: dict[str, Any], out: Path) -> dic
             ys = [v["PSNR"] for v in seed["val"]]
             ax.plot(xs, ys, "-o", color=f"C{i}", ms=3, alpha=0.8, label=name if j == 0 else None)
     ax.set(xlabel="training time (s, validation excluded)", ylabel="validation PSNR (dB)")
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     paths["validation PSNR vs time"] = out / "val_psnr_vs_time.png"
     fig.savefig(paths["validation PSNR vs time"], dpi=110)
@@ -188,7 +198,8 @@ def _figures(results: dict[str, Any], summary: dict[str, Any], out: Path) -> dic
 
     recons, target = {}, None
     for name in trained:
-        seed = min(results["arms"][name]["seeds"])
+        seeds = results["arms"][name]["seeds"]
+        seed = min(k for k, v in seeds.items() if "volumes" in v)
         data = np.load(out / "runs" / name / f"seed{seed}" / "slice.npz")
         target, recons[name] = data["target"], data["recon"]
     if target is not None:

@@ -5,7 +5,8 @@ Layout of ``out``::
     plan.json                          the budget, the cost model and each arm's setting
     runs/<arm>/memory.json             one measured training step of the arm (peak bytes)
     runs/<arm>/seed<k>/                an ordinary training run (last.pt, metrics.jsonl, ...)
-    runs/<arm>/seed<k>/test.json       test-split metrics per volume and per slice
+    runs/<arm>/seed<k>/test.json       test-split metrics per volume and per slice (or why the
+                                       run's training stopped: the study goes on)
     runs/<arm>/seed<k>/slice.npz       one test slice (target, reconstruction) for the figure
 
 Every arm gets the same config (data, loss, optimizer and learning-rate rule, number of steps),
@@ -32,6 +33,7 @@ from gleam_mri.inference import evaluate_checkpoint
 from gleam_mri.metrics import psnr, ssim
 from gleam_mri.study.arms import ARMS, ArmPlan, plan_arms, resolve_budget
 from gleam_mri.training.checkpoint import load_checkpoint
+from gleam_mri.training.errors import TrainingStopped
 from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
 from gleam_mri.training.loop import fit
 from gleam_mri.training.plan_costs import calibration_batch, measure_costs, measure_step
@@ -44,6 +46,7 @@ __all__ = ["arm_config", "measure_arm", "run_study"]
 
 def write_json(path: Path, data: Any) -> None:
     """``data`` as indented JSON, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=1)
 
@@ -117,6 +120,8 @@ def _score(ckpt: Path, test_dir: Path, run_dir: Path) -> dict[str, Any]:
 
 
 def _train_and_score(cfg: Config, run_dir: Path, test_dir: Path, progress: bool) -> dict:
+    """Train (or resume) one run and score it; ``{"stopped": why}`` when its training stopped
+    (a non-finite loss: the study goes on and reports it)."""
     scored = run_dir / "test.json"
     if scored.exists():
         return json.loads(scored.read_text())
@@ -124,7 +129,12 @@ def _train_and_score(cfg: Config, run_dir: Path, test_dir: Path, progress: bool)
     if not ckpt.exists() and run_dir.exists():
         shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
     if not ckpt.exists() or int(load_checkpoint(ckpt)["step"]) < cfg.train.steps:
-        fit(cfg, resume=True, progress=progress)
+        try:
+            fit(cfg, resume=True, progress=progress)
+        except TrainingStopped as err:
+            result = {"stopped": str(err)}
+            write_json(scored, result)
+            return result
     result = _score(ckpt, test_dir, run_dir)
     write_json(scored, result)
     return result
@@ -132,7 +142,7 @@ def _train_and_score(cfg: Config, run_dir: Path, test_dir: Path, progress: bool)
 
 def _curves(run_dir: Path) -> dict[str, Any]:
     """Validation PSNR against step and training seconds; median step time; total time."""
-    records = read_metrics_log(run_dir)
+    records = read_metrics_log(run_dir) if (run_dir / "metrics.jsonl").exists() else []
     val = [r for r in records if "val/PSNR" in r]
     steps = [r["train/time/step_s"] for r in records if "train/time/step_s" in r]
     total = max((r.get("train/time/train_s", 0.0) for r in records), default=0.0)
