@@ -29,8 +29,9 @@ val/ and test/). The memory planner measures the network on this device and choo
   e2e-fit            end to end at the deepest network that fits the budget
   greedy             GLEAM at the deep network, the fewest modules that fit
   checkpoint         gradient checkpointing at the deep network, the largest segments that fit
-  invertible         invertible training at the deep depth (strategy.inversion=fixed-point:
-                     MEL on the same network; coupling: the coupled network)
+  invertible         MEL at the deep network: invertible training of the same network, each
+                     iteration inverted by fixed-point iteration (strategy.fixed_point_iters)
+  invertible-coupling  exact invertible training, on the coupled network (another architecture)
   greedy-same-depth  GLEAM at e2e-fit's depth, as many modules as the greedy arm (>= 2):
                      what decoupling costs at equal depth
   e2e-deep           end to end at the deep network (reference, outside the budget)
