@@ -19,13 +19,13 @@ from gleam_mri.study.runner import write_json
 from gleam_mri.study.stats import paired_difference
 from gleam_mri.training.planner import format_size
 
-__all__ = ["summarize_study", "write_outputs"]
+__all__ = ["per_slice_psnr", "summarize_study", "write_outputs"]
 
 REFERENCE = "e2e-fit"
 METRICS = ("PSNR", "SSIM", "NMSE")
 
 
-def _per_slice(entry: dict[str, Any]) -> dict[tuple[str, int], float]:
+def per_slice_psnr(entry: dict[str, Any]) -> dict[tuple[str, int], float]:
     """Slice PSNR averaged over the arm's seeds, keyed by (file, slice)."""
     values: dict[tuple[str, int], list[float]] = {}
     for seed in entry["seeds"].values():
@@ -37,7 +37,7 @@ def _per_slice(entry: dict[str, Any]) -> dict[tuple[str, int], float]:
 def summarize_study(results: dict[str, Any]) -> dict[str, Any]:
     """Per arm: metrics over seeds, memory, times, and the paired PSNR difference to e2e-fit."""
     arms = results["arms"]
-    reference = _per_slice(arms[REFERENCE]) if arms.get(REFERENCE, {}).get("seeds") else None
+    reference = per_slice_psnr(arms[REFERENCE]) if arms.get(REFERENCE, {}).get("seeds") else None
     summary = {}
     for name, entry in arms.items():
         row: dict[str, Any] = {"plan": entry["plan"]}
@@ -57,7 +57,7 @@ def summarize_study(results: dict[str, Any]) -> dict[str, Any]:
             row["meter"] = entry["memory"]["meter"]
         if seeds:
             if reference is not None and name != REFERENCE:
-                mine = _per_slice(entry)
+                mine = per_slice_psnr(entry)
                 keys = sorted(reference)
                 if keys == sorted(mine):
                     diff = paired_difference([mine[k] for k in keys], [reference[k] for k in keys])
