@@ -7,7 +7,7 @@
 # with a budget in which end to end fits 3 (2d) or 2 (3d, cine) iterations, 3 seeds per arm.
 # Usage: bash benchmarks/study_cpu.sh [KIND] [OUT] [ARM ...]   (default 2d, runs/study-KIND, all
 # arms). Every run uses one thread (OMP_NUM_THREADS=1) so that step times compare across arms
-# while the second core stays free; keep the machine otherwise idle. 2d: about 45 minutes.
+# while the second core stays free; keep the machine otherwise idle. 2d: about an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND=${1:-2d}
