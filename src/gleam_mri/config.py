@@ -136,9 +136,8 @@ class StrategyConfig:
             if key not in owners:
                 raise ConfigError(unknown(key, ["name", *owners]), join(prefix, key))
             options[key] = convert_field(owners[key], key, value, prefix)
-        for f in fields(STRATEGIES[name].Options):  # the chosen strategy's defaults
-            if f.name not in options:
-                options[f.name] = plain(getattr(STRATEGIES[name].Options(), f.name))
+        defaults = plain(STRATEGIES[name].Options())  # the chosen strategy's, for keys not given
+        options = {**defaults, **options}
         return cls(name, options)
 
     def to_raw(self) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from gleam_mri.recon.baselines import run_baselines, split_files, summaries
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
 from gleam_mri.report import metrics_table, save_image_grid
 from gleam_mri.training.checkpoint import load_checkpoint
-from gleam_mri.training.loop import fit, load_run, reconstruct
+from gleam_mri.training.loop import fit
+from gleam_mri.training.run import load_run, reconstruct
 
 DEMO_SPEC = SyntheticSpec(kind="2d", n_volumes=16, slices_per_volume=4, n_coils=8, seed=0)
 DEMO_CONFIG = Path("configs/demo-2d.yaml")

@@ -20,7 +20,7 @@ from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.fastmri import inspect_fastmri
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
-from gleam_mri.training.loop import load_run, reconstruct
+from gleam_mri.training.run import load_run, reconstruct
 
 
 def evaluate_checkpoint(

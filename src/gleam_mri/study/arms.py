@@ -120,70 +120,48 @@ def plan_arms(
     def total(strategy: str, depth: int, **kw: Any) -> int:
         return costs.predict(strategy, depth, batch, **kw).total
 
+    def arm(name: str, strategy: str, depth: int, **setting: Any) -> ArmPlan:
+        """The arm at ``setting`` (``modules``, ``every``, ``coupled``), fitting or not."""
+        coupled = setting.pop("coupled", False)
+        shape = {k: v for k, v in setting.items() if v is not None}
+        predicted = total(strategy, depth, **shape)
+        fits = predicted <= budget
+        note = "" if fits else "does not fit the budget even at its smallest setting"
+        modules, every = setting.get("modules"), setting.get("every")
+        return ArmPlan(name, strategy, depth, modules, every, predicted, fits, note=note,
+                       coupled=coupled)  # fmt: skip
+
     if total("e2e", deep) <= budget:
         raise ValueError(
             f"end to end already fits the deep network ({deep} iterations, predicted "
             f"{total('e2e', deep)} bytes) in the budget of {budget} bytes: nothing to compare; "
             "lower --budget or raise model.unrolls"
         )
-    fit_depth = max((d for d in range(1, deep) if total("e2e", d) <= budget), default=None)
-    modules = next(
-        (m for m in range(1, deep + 1) if total("greedy", deep, modules=m) <= budget), None
-    )
-    every = max(
-        (k for k in range(1, deep + 1) if total("checkpoint", deep, every=k) <= budget),
-        default=None,
-    )
-
+    # the best setting that fits, else the smallest (which then reports that it does not fit)
+    fit_depth = max((d for d in range(1, deep) if total("e2e", d) <= budget), default=1)
+    fewest = (m for m in range(1, deep + 1) if total("greedy", deep, modules=m) <= budget)
+    modules = next(fewest, deep)
+    segments = (k for k in range(1, deep + 1) if total("checkpoint", deep, every=k) <= budget)
+    every = max(segments, default=1)
+    # greedy-same-depth: decoupled as the greedy arm, but never one module (that is e2e-fit)
+    same = max(min(modules, fit_depth), min(2, fit_depth))
     plans = {
-        "e2e-fit": _arm(
-            "e2e-fit", "e2e", fit_depth or 1, None, None, total, budget, fit_depth is None
-        ),
-        "greedy": _arm(
-            "greedy", "greedy", deep, modules or deep, None, total, budget, modules is None
-        ),
-        "checkpoint": _arm(
-            "checkpoint", "checkpoint", deep, None, every or 1, total, budget, every is None
-        ),
-        "invertible": _arm("invertible", "invertible", deep, None, None, total, budget, False),
-        "invertible-coupling": dataclasses.replace(
-            _arm("invertible-coupling", "invertible", deep, None, None, total, budget, False),
-            coupled=True,
-        ),
-        "e2e-deep": ArmPlan(
-            "e2e-deep",
-            "e2e",
-            deep,
-            None,
-            None,
-            total("e2e", deep),
-            False,
-            False,
-            "reference outside the budget",
+        "e2e-fit": arm("e2e-fit", "e2e", fit_depth),
+        "greedy": arm("greedy", "greedy", deep, modules=modules),
+        "checkpoint": arm("checkpoint", "checkpoint", deep, every=every),
+        "invertible": arm("invertible", "invertible", deep),
+        "invertible-coupling": arm("invertible-coupling", "invertible", deep, coupled=True),
+        "greedy-same-depth": arm("greedy-same-depth", "greedy", fit_depth, modules=same),
+        "e2e-deep": dataclasses.replace(
+            arm("e2e-deep", "e2e", deep), in_budget=False, note="reference outside the budget"
         ),
     }
-    if fit_depth is None:
-        plans["greedy-same-depth"] = ArmPlan(
-            "greedy-same-depth", "greedy", 1, 1, None, None, False, note="e2e-fit does not fit"
-        )
-    else:  # decoupled as the greedy arm (its module count), but never a single module (= e2e)
-        same = max(min(modules or deep, fit_depth), min(2, fit_depth))
-        plans["greedy-same-depth"] = _arm(
-            "greedy-same-depth", "greedy", fit_depth, same, None, total, budget, False
-        )
     chosen = [plans[a] for a in arms]
-    if not any(p.fits for p in chosen if p.in_budget):
+    in_budget = [p for p in chosen if p.in_budget]
+    if not any(p.fits for p in in_budget):
+        smallest = min(p.predicted_bytes for p in in_budget)
         raise ValueError(
-            f"no arm fits the budget of {budget} bytes (smallest predicted: "
-            f"{min(p.predicted_bytes or 0 for p in chosen if p.in_budget)} bytes); raise --budget"
+            f"no arm fits the budget of {budget} bytes (smallest predicted: {smallest} bytes); "
+            "raise --budget"
         )
     return chosen
-
-
-def _arm(name, strategy, depth, modules, every, total, budget, impossible) -> ArmPlan:
-    kw = {"modules": modules} if modules is not None else {}
-    kw |= {"every": every} if every is not None else {}
-    predicted = total(strategy, depth, **kw)
-    fits = not impossible and predicted <= budget
-    note = "" if fits else "does not fit the budget even at its smallest setting"
-    return ArmPlan(name, strategy, depth, modules, every, predicted, fits, note=note)
