@@ -1,5 +1,5 @@
 """The ``gleam`` command line: simulate, baseline, info, train, eval, recon, convert, demo, plan,
-study, bench."""
+study, bench, adapt."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         slices_per_volume=args.slices,
         shape=parse_shape(args.shape),
         n_coils=args.coils,
-        snr_db=args.snr,
+        snr_db=args.snr if args.snr == "measured" else float(args.snr),
         anatomy=str(args.anatomy) if args.anatomy else None,
+        coils_from=str(args.coils_from) if args.coils_from else None,
         seed=args.seed,
     )
     written = write_synthetic_dataset(args.out_dir, spec, progress=not args.quiet)
@@ -154,8 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=int, default=4, help="slices (2D) / slabs / series per file")
     p.add_argument("--shape", default=None, help="image size: HxW (2d), ZxHxW (3d), TxHxW (cine)")
     p.add_argument("--coils", type=int, default=8, help="number of receive coils")
-    p.add_argument("--snr", type=float, default=40.0, help="k-space SNR in dB")
-    p.add_argument("--anatomy", type=Path, default=None, help="NIfTI magnitude volume to use")
+    p.add_argument(
+        "--snr",
+        "--snr-db",
+        default="40",
+        help="k-space SNR in dB, or 'measured': the noise level of the --coils-from scan",
+    )
+    p.add_argument(
+        "--anatomy",
+        type=Path,
+        default=None,
+        help="NIfTI magnitude volume to use, or mni152 (the template inside nilearn)",
+    )
+    p.add_argument(
+        "--coils-from",
+        type=Path,
+        default=None,
+        help="real k-space (.npy (C, H, W) or fastMRI .h5) whose ESPIRiT maps, perturbed per "
+        "slice, replace the simulated coils",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
@@ -280,11 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gleam_mri import plan_command
     from gleam_mri.bench import command as bench_command
+    from gleam_mri.selfsup import command as adapt_command
     from gleam_mri.study import command as study_command
 
     plan_command.add_parser(sub)
     study_command.add_parser(sub)
     bench_command.add_parser(sub)
+    adapt_command.add_parser(sub)
     return parser
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
+    "SSDUConfig",
     "StrategyConfig",
     "TrainConfig",
     "config_from_dict",
@@ -189,6 +190,25 @@ class TrainConfig:
     out_dir: str = "runs/default"
     tensorboard: bool = True
     image_every: int = field(default=500, metadata=at_least(0))
+    supervision: Literal["target", "self"] = "target"  # self: SSDU k-space splits, no target
+
+
+@dataclass
+class SSDUConfig:
+    """Self-supervised splits (``train.supervision: self``; :mod:`gleam_mri.selfsup`).
+
+    ``fraction``: share of each item's measured samples held out for the loss, drawn afresh
+    every step (SSDU's rho = 0.4); ``val_fraction``: the fixed held-out share of validation
+    items, on which ``val/loss`` is computed; ``selection``: ``gaussian`` (denser near the
+    centre) or ``uniform``; ``keep_center``: a central block of this size per Fourier axis is
+    never held out; ``keep_calibration``: nor is the fully sampled calibration region.
+    """
+
+    fraction: float = field(default=0.4, metadata=at_least(0, strict=True))
+    val_fraction: float = field(default=0.2, metadata=at_least(0, strict=True))
+    selection: Literal["gaussian", "uniform"] = "gaussian"
+    keep_center: int = field(default=4, metadata=at_least(0))
+    keep_calibration: bool = False
 
 
 @dataclass
@@ -201,6 +221,7 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ssdu: SSDUConfig = field(default_factory=SSDUConfig)
 
 
 class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
@@ -354,4 +375,8 @@ def _check_semantics(cfg: Config) -> None:
         build_mask_func(copy.deepcopy(cfg.data.mask))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid mask spec {cfg.data.mask!r}: {exc}", "data.mask") from None
+    for key in ("fraction", "val_fraction"):
+        if getattr(cfg.ssdu, key) >= 1:
+            problem = f"the held-out share must lie in (0, 1), got {getattr(cfg.ssdu, key)}"
+            raise ConfigError(problem, f"ssdu.{key}")
     cfg.strategy.settings().check(cfg)

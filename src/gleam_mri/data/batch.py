@@ -25,6 +25,9 @@ class MRIBatch:
       :meth:`crop_to_target`.
     - ``scale``: float32 ``(B,)``, the divisor applied to ``kspace`` and ``target``.
     - ``fft_ndim``: 2 (2D, cine) or 3 (3D). ``meta``: one dict per item (file, slice, ...).
+    - ``loss_kspace``, ``loss_mask``: self-supervised batches only (:mod:`gleam_mri.selfsup`):
+      the measured samples held out from the network's input, complex64 ``(B, C, *D)`` (divided
+      by ``scale``) and their float32 0/1 mask ``(B, 1, *D)``; ``None`` otherwise.
 
     The fields are checked once, where data enter (construction by readers, datasets, users);
     batches derived from valid ones (:meth:`to`, :meth:`pin_memory`, :meth:`shard`,
@@ -38,6 +41,8 @@ class MRIBatch:
     scale: torch.Tensor
     fft_ndim: int = 2
     meta: list[dict[str, Any]] = field(default_factory=list)
+    loss_kspace: torch.Tensor | None = None
+    loss_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         y = self.kspace
@@ -77,6 +82,15 @@ class MRIBatch:
             raise ValueError(f"scale must have shape ({len(y)},), got {tuple(self.scale.shape)}")
         if self.meta and len(self.meta) != len(y):
             raise ValueError(f"meta has {len(self.meta)} entries for a batch of {len(y)}")
+        if (self.loss_kspace is None) != (self.loss_mask is None):
+            raise ValueError("loss_kspace and loss_mask are given together or not at all")
+        if self.loss_kspace is not None and (
+            self.loss_kspace.shape != y.shape or self.loss_mask.shape[:2] != (len(y), 1)
+        ):
+            raise ValueError(
+                f"loss_kspace must be {tuple(y.shape)} and loss_mask (B, 1, *D), got "
+                f"{tuple(self.loss_kspace.shape)} and {tuple(self.loss_mask.shape)}"
+            )
 
     @property
     def batch_size(self) -> int:
@@ -109,6 +123,8 @@ class MRIBatch:
             scale=fn(self.scale),
             fft_ndim=self.fft_ndim,
             meta=[dict(m) for m in self.meta] if meta is None else meta,
+            loss_kspace=fn(self.loss_kspace),
+            loss_mask=fn(self.loss_mask),
         )
 
     def shard(self, index: int, count: int) -> MRIBatch:
@@ -189,6 +205,9 @@ def collate_batches(batches: Sequence[MRIBatch]) -> MRIBatch:
     has_target = {b.target is not None for b in batches}
     if len(has_target) > 1:
         raise ValueError("cannot collate batches where only some items have a target")
+    held_out = {b.loss_kspace is not None for b in batches}
+    if len(held_out) > 1:
+        raise ValueError("cannot collate batches where only some items hold out k-space")
     size, meta = sum(b.batch_size for b in batches), [m for b in batches for m in b.meta]
     if meta and len(meta) != size:
         raise ValueError(f"meta has {len(meta)} entries for a batch of {size}")
@@ -200,4 +219,6 @@ def collate_batches(batches: Sequence[MRIBatch]) -> MRIBatch:
         scale=torch.cat([b.scale for b in batches]),
         fft_ndim=batches[0].fft_ndim,
         meta=meta,
+        loss_kspace=_cat("kspace", [b.loss_kspace for b in batches]) if True in held_out else None,
+        loss_mask=_cat("mask", [b.loss_mask for b in batches]) if True in held_out else None,
     )

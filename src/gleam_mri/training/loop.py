@@ -27,7 +27,7 @@ from gleam_mri.recon.evaluate import evaluate, summarize
 from gleam_mri.training.batches import StepBatches, step_loader, validation_loader
 from gleam_mri.training.errors import NonFiniteLossError, TrainingStopped
 from gleam_mri.training.logging import RunLogger
-from gleam_mri.training.losses import build_loss
+from gleam_mri.training.losses import training_loss
 from gleam_mri.training.run import Run, build_model_for, load_run, read_metrics_log, reconstruct
 from gleam_mri.training.strategies import STRATEGIES, strategy_from_config
 
@@ -52,19 +52,33 @@ def build_run(cfg: Config, kind: str, device: Any) -> Run:
 
 
 def training_dataset(cfg: Config, folder: Path, deterministic_masks: bool = False):
-    """The dataset of a split: slices / volumes, or readout slabs of 3D volumes (``data.slab``)."""
-    if cfg.data.slab is None:
-        return open_dataset(folder, cfg.data.mask, cfg.data.maps, deterministic_masks)
-    from gleam_mri.data.slabs import SlabDataset
-    from gleam_mri.physics.masks import build_mask_func
+    """The dataset of a split: slices / volumes, or readout slabs of 3D volumes (``data.slab``).
 
-    return SlabDataset(
-        folder,
-        cfg.data.slab,
-        cfg.data.slab_overlap,
-        mask_func=build_mask_func(cfg.data.mask) if cfg.data.mask else None,
-        maps=cfg.data.maps,
-        deterministic_masks=deterministic_masks,
+    Under ``train.supervision: self`` every item is split into network input and held-out
+    k-space (:mod:`gleam_mri.selfsup`): afresh each step for training, fixed (the
+    ``ssdu.val_fraction`` share) for validation (``deterministic_masks``).
+    """
+    if cfg.data.slab is None:
+        dataset = open_dataset(folder, cfg.data.mask, cfg.data.maps, deterministic_masks)
+    else:
+        from gleam_mri.data.slabs import SlabDataset
+        from gleam_mri.physics.masks import build_mask_func
+
+        dataset = SlabDataset(
+            folder,
+            cfg.data.slab,
+            cfg.data.slab_overlap,
+            mask_func=build_mask_func(cfg.data.mask) if cfg.data.mask else None,
+            maps=cfg.data.maps,
+            deterministic_masks=deterministic_masks,
+        )
+    if cfg.train.supervision != "self":
+        return dataset
+    from gleam_mri.selfsup import SelfSupervisedDataset, splitter_from_config
+
+    fraction = cfg.ssdu.val_fraction if deterministic_masks else cfg.ssdu.fraction
+    return SelfSupervisedDataset(
+        dataset, fraction, splitter_from_config(cfg.ssdu), deterministic_masks
     )
 
 
@@ -75,6 +89,9 @@ def is_due(done: int, every: int, total: int) -> bool:
 
 def validate(run: Run, loader, loss_fn) -> tuple[dict[str, float], list] | None:
     """Validation loss and fastMRI metrics (means over volumes), and the per-volume results.
+
+    Items without a target (self-supervised data) add only to the loss (the held-out k-space
+    loss); metrics are the means over the items that have one, absent when none has.
 
     ``None`` on a process whose strategy does not produce the image (a pipeline stage before the
     last): it only runs its part of the chain.
@@ -91,8 +108,15 @@ def validate(run: Run, loader, loss_fn) -> tuple[dict[str, float], list] | None:
         losses.append(float(loss_fn(image, batch)))
         return image
 
-    results = evaluate(batches, reconstruct_batch, device=run.device)
-    out = {f"val/{k}": v["mean"] for k, v in summarize(results).items()}
+    def with_target(batches):
+        for batch in batches:
+            if batch.target is None:
+                reconstruct_batch(batch)
+            else:
+                yield batch
+
+    results = evaluate(with_target(batches), reconstruct_batch, device=run.device)
+    out = {f"val/{k}": v["mean"] for k, v in summarize(results).items()} if results else {}
     out["val/loss"] = sum(losses) / max(len(losses), 1)
     return out, results
 
@@ -114,7 +138,7 @@ def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
     start = store.resume(resume)
     if strategy.reports:
         save_config(cfg, run.out_dir / "config.yaml")
-    loss_fn = build_loss(train.loss)
+    loss_fn = training_loss(train.loss, train.supervision)
     batches = StepBatches(train_set, cfg.data.batch_size, train.seed, shard=strategy.data_shard)
     val_loader = validation_loader(val_set, cfg.data.batch_size, cfg.data.max_val_items)
     logger = None
@@ -137,10 +161,8 @@ def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
         metrics["time/train_s"] = run.train_seconds
         images = is_due(done, train.image_every, train.steps)
         logger.validation(done, metrics, results if images else [])
-        bar.write(
-            f"step {done}: val loss {metrics['val/loss']:.4g}  "
-            f"PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
-        )
+        scores = f"  PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
+        bar.write(f"step {done}: val loss {metrics['val/loss']:.4g}{scores if results else ''}")
 
     step = start
     try:

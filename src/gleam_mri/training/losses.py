@@ -85,6 +85,18 @@ class ImageLoss:
         return f"ImageLoss({self.name!r}{extra})"
 
 
+def training_loss(name: str, supervision: str = "target") -> LossFn:
+    """The training loss: :func:`build_loss` ``(name)`` against the target, or with
+    ``supervision="self"`` the k-space loss on held-out samples (:mod:`gleam_mri.selfsup`)."""
+    if supervision == "self":
+        from gleam_mri.selfsup.loss import KspaceLoss
+
+        return KspaceLoss()
+    if supervision != "target":
+        raise ValueError(f"supervision must be 'target' or 'self', got {supervision!r}")
+    return build_loss(name)
+
+
 def build_loss(name: str) -> LossFn:
     """The loss called ``name``: one of ``"l1"``, ``"mse"``, ``"ssim"``, ``"l1+ssim"``."""
     if not isinstance(name, str):

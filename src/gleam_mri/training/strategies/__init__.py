@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gleam_mri.models.unrolled import UnrolledNet
-from gleam_mri.training.losses import LossFn, build_loss
+from gleam_mri.training.losses import LossFn, training_loss
 from gleam_mri.training.strategies.base import NonFiniteLossError, Strategy, StrategyOptions
 from gleam_mri.training.strategies.checkpointed import Checkpointed
 from gleam_mri.training.strategies.end_to_end import EndToEnd
@@ -57,7 +57,8 @@ def strategy_from_config(cfg: Config, net: UnrolledNet) -> Strategy:
     """The strategy ``cfg.strategy.name`` with its options and ``cfg.optim``, for ``net``."""
     options = cfg.strategy.settings()
     kwargs = {**optimizer_kwargs(cfg.optim), **options.strategy_kwargs(cfg)}
-    return build_strategy(cfg.strategy.name, net, build_loss(cfg.train.loss), **kwargs)
+    loss_fn = training_loss(cfg.train.loss, cfg.train.supervision)
+    return build_strategy(cfg.strategy.name, net, loss_fn, **kwargs)
 
 
 __all__ = [

@@ -27,12 +27,20 @@ if TYPE_CHECKING:
 MODES = ("simultaneous", "sequential")
 
 
-def check_modules(modules: int | None, cfg: Config) -> None:
-    """``ConfigError`` when ``modules`` cannot be cut from ``cfg.model.unrolls`` iterations."""
+def check_modules(modules: int | None, cfg: Config, module_loss: str | None = None) -> None:
+    """``ConfigError`` when ``modules`` cannot be cut from ``cfg.model.unrolls`` iterations, or
+    an image ``module_loss`` is asked for under self-supervision (every module then trains on
+    the held-out k-space loss)."""
     if modules is not None and modules > cfg.model.unrolls:
         raise ConfigError(
             f"{modules} modules cannot be cut from model.unrolls={cfg.model.unrolls} iterations",
             "strategy.modules",
+        )
+    if module_loss and cfg.train.supervision == "self":
+        raise ConfigError(
+            f"an image loss ({module_loss!r}) needs a target; with train.supervision=self every "
+            "module trains on the held-out k-space loss: leave strategy.module_loss unset",
+            "strategy.module_loss",
         )
 
 
@@ -48,7 +56,7 @@ class GreedyOptions(StrategyOptions):
     module_loss: LossName | None = None
 
     def check(self, cfg: Config) -> None:
-        check_modules(self.modules, cfg)
+        check_modules(self.modules, cfg, self.module_loss)
 
     def strategy_kwargs(self, cfg: Config) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"modules": self.modules, "mode": self.mode}

@@ -94,7 +94,7 @@ class PipelineOptions(StrategyOptions):
     timeout: float = field(default=60.0, metadata=at_least(0, strict=True))
 
     def check(self, cfg: Config) -> None:
-        check_modules(self.modules, cfg)
+        check_modules(self.modules, cfg, self.module_loss)
         if cfg.data.batch_size % self.replicas:
             raise ConfigError(
                 f"data.batch_size={cfg.data.batch_size} must be a multiple of the "

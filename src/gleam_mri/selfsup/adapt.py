@@ -1,0 +1,302 @@
+"""Scan-specific ("zero-shot") training: an unrolled network fitted to one scan's own k-space.
+
+ZS-SSDU (Yaman, Hosseini and Akcakaya, ICLR 2022): the measured samples ``Omega`` of every item
+are split once into a validation set ``Gamma`` and a training pool; every step splits the pool
+afresh into the network input ``Theta`` and the loss set ``Lambda`` (:mod:`gleam_mri.selfsup`).
+Every ``val_every`` steps the network, fed the whole pool, is scored on ``Gamma``; the weights of
+the best validation step are kept and training stops when ``patience`` validations in a row did
+not improve on it. The reconstruction then feeds the network every measured sample ``Omega``.
+
+Training goes through the project's strategies, so a deep network trains greedily (GLEAM: one
+module's activations at a time) when the whole network would not fit; the memory of one training
+step is measured and reported (CUDA ``max_memory_allocated``, or on CPU the live tensor bytes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gleam_mri.atomic import atomic_write
+from gleam_mri.config import Config, config_from_dict, config_to_dict
+from gleam_mri.data.batch import MRIBatch, collate_batches
+from gleam_mri.devices import resolve_device
+from gleam_mri.schema import at_least
+from gleam_mri.selfsup.data import with_split
+from gleam_mri.selfsup.loss import KspaceLoss
+from gleam_mri.selfsup.scan import Scan, volume_mask
+from gleam_mri.selfsup.split import Splitter
+from gleam_mri.training.checkpoint import rng_state, save_checkpoint
+from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
+from gleam_mri.training.memory import cuda_peak_memory
+from gleam_mri.training.run import build_model_for, load_run
+from gleam_mri.training.strategies import Strategy, strategy_from_config
+
+# The network gleam adapt trains when no config or checkpoint says otherwise: a MoDL-style
+# unrolled network (conjugate-gradient data consistency, as ZS-SSDU) with a small ResNet, sized
+# so that a 2D 8-coil 256 x 256 slice trains in minutes on two CPU cores; greedy over its
+# iterations (GLEAM).
+DEFAULT_CONFIG: dict[str, Any] = {
+    "name": "adapt",
+    "model": {
+        "name": "modl",
+        "unrolls": 6,
+        "regularizer": "resnet",
+        "features": 32,
+        "blocks": 3,
+        "dc": {"cg_iters": 6},
+    },
+    "strategy": {"name": "greedy"},
+    "optim": {"name": "Adam", "lr": 1e-3, "grad_clip": 1.0},
+    "train": {"supervision": "self", "loss": "l1"},
+}
+
+
+@dataclass
+class AdaptOptions:
+    """The scan-specific training schedule (see the module docstring)."""
+
+    steps: int = field(default=300, metadata=at_least(1))  # at most
+    val_every: int = field(default=10, metadata=at_least(1))
+    patience: int = field(default=6, metadata=at_least(1))  # validations without improvement
+    val_fraction: float = 0.2  # Gamma: share of the measured samples held out for validation
+    fraction: float = 0.4  # Lambda: share of the training pool held out for the loss per step
+    batch_size: int = field(default=1, metadata=at_least(1))
+    max_val_items: int = field(default=8, metadata=at_least(1))
+    seed: int = 0
+
+
+@dataclass
+class AdaptResult:
+    """What :func:`adapt` made: the magnitude volume and how it got there."""
+
+    volume: np.ndarray  # (S, H, W) 2D, (S, Z|T, H, W) 3D / cine, at the file's scale
+    best_step: int  # the step whose weights were kept (0: the untrained / initial network)
+    steps: int  # steps trained
+    stopped_early: bool
+    history: list[dict[str, float]]  # {"step", "val_loss", "train_loss"} per validation
+    train_seconds: float
+    memory_bytes: int  # peak memory of one training step
+    memory_method: str
+    strategy: str
+    config: Config
+    state: dict[str, torch.Tensor] = field(repr=False)
+
+
+def adapt_config(init: str | Path | None, device: str) -> tuple[Config, dict | None]:
+    """The config to train: :data:`DEFAULT_CONFIG`, or the ``--init`` checkpoint's (and its
+    weights) with self-supervision switched on."""
+    if init is None:
+        cfg = config_from_dict(DEFAULT_CONFIG)
+        cfg.train.device = device
+        return cfg, None
+    run, _ = load_run(init, device)
+    cfg = run.cfg
+    cfg.train.supervision = "self"
+    for key in ("module_loss",):  # image losses of the supervised run need a target
+        cfg.strategy.options.pop(key, None)
+    return cfg, {"kind": run.kind, "model": run.net.state_dict()}
+
+
+class _Splits:
+    """Per item: the fixed validation split and a fresh training split every step."""
+
+    def __init__(self, items: list[MRIBatch], options: AdaptOptions, splitter: Splitter) -> None:
+        self.items, self.options, self.splitter = items, options, splitter
+        self.pool, self.validation = [], []
+        for i, item in enumerate(items):
+            measured = item.mask[0].bool()
+            seed = int(np.random.SeedSequence([options.seed, 2**20, i]).generate_state(1)[0])
+            pool, held = splitter(measured, options.val_fraction, item.fft_ndim, seed)
+            self.pool.append(pool)
+            self.validation.append(with_split(item, 0, pool, held))
+
+    def training_batch(self, step: int) -> MRIBatch:
+        """Batch of ``step``: items in a per-epoch random order, each freshly split."""
+        size, n = self.options.batch_size, len(self.items)
+        chosen = []
+        for k in range(step * size, (step + 1) * size):
+            epoch, offset = divmod(k, n)
+            order = np.random.default_rng([self.options.seed, epoch]).permutation(n)
+            chosen.append(int(order[offset]))
+        parts = []
+        for k, i in enumerate(chosen):
+            seed = int(np.random.SeedSequence([self.options.seed, step, k]).generate_state(1)[0])
+            item = self.items[i]
+            kept, held = self.splitter(self.pool[i], self.options.fraction, item.fft_ndim, seed)
+            parts.append(with_split(item, 0, kept, held))
+        return collate_batches(parts)
+
+    def validation_items(self) -> list[MRIBatch]:
+        """At most ``max_val_items`` validation items, spread evenly over the scan."""
+        n, most = len(self.validation), self.options.max_val_items
+        picks = np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(int))
+        return [self.validation[i] for i in picks]
+
+
+def _measure_step(
+    strategy: Strategy, batch: MRIBatch, device: torch.device
+) -> tuple[dict, int, str]:
+    """One training step with its peak memory (CUDA allocator, or live tensors on CPU)."""
+    if device.type == "cuda":
+        peak = cuda_peak_memory(lambda: strategy.train_step(batch), device)
+        return peak.result, peak.peak_bytes, "CUDA max_memory_allocated"
+    with LiveTensorMeter(baseline=storage_bytes(strategy.net, batch)) as meter:
+        stats = strategy.train_step(batch)
+    return stats, meter.absolute_peak_bytes, "live tensor bytes (CPU)"
+
+
+def _validation_loss(strategy: Strategy, items: list[MRIBatch], device: torch.device) -> float:
+    loss_fn = KspaceLoss()
+    losses = [float(loss_fn(strategy.reconstruct(b.to(device)), b.to(device))) for b in items]
+    return float(np.mean(losses))
+
+
+def adapt(
+    scan: Scan,
+    cfg: Config,
+    options: AdaptOptions,
+    initial: dict | None = None,
+    progress: bool = True,
+) -> AdaptResult:
+    """Train ``cfg``'s network on ``scan`` alone and reconstruct it (module docstring).
+
+    ``initial``: ``{"kind", "model"}`` weights to start from (fine-tuning), else a fresh network
+    seeded by ``cfg.train.seed``. Raises ``ValueError`` when ``initial`` was trained on another
+    kind of data.
+    """
+    device = resolve_device(cfg.train.device)
+    if initial is not None and initial["kind"] != scan.kind:
+        raise ValueError(
+            f"the --init checkpoint was trained on {initial['kind']} data; {scan.path} holds "
+            f"{scan.kind} data"
+        )
+    net = build_model_for(cfg, scan.kind, device)
+    if initial is not None:
+        net.load_state_dict(initial["model"])
+    strategy = strategy_from_config(cfg, net)
+    splitter = Splitter(cfg.ssdu.selection, cfg.ssdu.keep_center, cfg.ssdu.keep_calibration)
+    splits = _Splits(scan.items, options, splitter)
+    val_items = splits.validation_items()
+    best = (_validation_loss(strategy, val_items, device), 0)
+    history = [{"step": 0, "val_loss": best[0]}]
+    state = copy.deepcopy(net.state_dict())
+    memory, method, seconds, waited, losses = 0, "", 0.0, 0, []
+    bar = tqdm(total=options.steps, desc="adapting", unit="step", disable=not progress)
+    step = 0
+    for step in range(1, options.steps + 1):
+        batch = splits.training_batch(step - 1).to(device)
+        started = time.perf_counter()
+        if step == 1:
+            stats, memory, method = _measure_step(strategy, batch, device)
+        else:
+            stats = strategy.train_step(batch)
+        seconds += time.perf_counter() - started
+        losses.append(stats["loss"])
+        bar.update(1)
+        if step % options.val_every and step != options.steps:
+            continue
+        val_loss = _validation_loss(strategy, val_items, device)
+        history.append({"step": step, "val_loss": val_loss, "train_loss": float(np.mean(losses))})
+        losses = []
+        if val_loss < best[0]:
+            best, waited = (val_loss, step), 0
+            state = copy.deepcopy(net.state_dict())
+        else:
+            waited += 1
+        bar.set_postfix(val=f"{val_loss:.4g}", best=f"{best[0]:.4g}@{best[1]}")
+        if waited >= options.patience:
+            break
+    bar.close()
+    net.load_state_dict(state)
+    volume = reconstruct_scan(strategy, scan, device)
+    return AdaptResult(
+        volume=volume,
+        best_step=best[1],
+        steps=step,
+        stopped_early=step < options.steps,
+        history=history,
+        train_seconds=seconds,
+        memory_bytes=memory,
+        memory_method=method,
+        strategy=cfg.strategy.name,
+        config=cfg,
+        state=state,
+    )
+
+
+def reconstruct_scan(strategy: Strategy, scan: Scan, device: torch.device) -> np.ndarray:
+    """Magnitude of every item fed all its measured samples, at the file's scale:
+    ``(S, H, W)`` (2D), ``(S, T, H, W)`` (cine), ``(S, Z, H, W)`` (3D, slab by slab)."""
+    from gleam_mri.inference import _output_crop
+
+    if scan.volumes is not None:
+        from gleam_mri.data.slabs import reconstruct_volume_in_slabs
+
+        out = []
+        for volume in scan.volumes:
+            image = reconstruct_volume_in_slabs(
+                strategy.reconstruct,
+                volume.kspace[0],
+                volume_mask(volume)[0],
+                volume.maps[0] if scan.volume_maps else None,
+                min(scan.slab, volume.kspace.shape[-2]),
+                scan.overlap,
+                device=device,
+            )
+            out.append(volume.denormalize(image[None].abs().cpu())[0].numpy())
+        return np.stack(out).astype(np.float32)
+    out = []
+    for item in scan.items:
+        image = _output_crop(strategy.reconstruct(item.to(device)).cpu(), item)
+        out.append(item.denormalize(image.abs())[0].numpy())
+    return np.stack(out).astype(np.float32)
+
+
+def summary(result: AdaptResult, source: str) -> dict[str, Any]:
+    """The ``adapt.json`` record of a result (no arrays)."""
+    return {
+        "input": source,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds,
+        "memory_bytes": result.memory_bytes,
+        "memory_method": result.memory_method,
+        "strategy": result.strategy,
+        "history": result.history,
+        "config": config_to_dict(result.config),
+    }
+
+
+def save_adapted(result: AdaptResult, scan: Scan, out: str | Path, source: str) -> list[Path]:
+    """Write ``OUT/adapt.pt`` (the kept weights; ``gleam recon`` reads it) and ``adapt.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config_to_dict(result.config)
+    ckpt = out / "adapt.pt"
+    save_checkpoint(
+        ckpt,
+        {
+            "step": result.best_step,
+            "kind": scan.kind,
+            "config": config,
+            "model_config": config["model"],
+            "model": result.state,
+            "strategy": {},
+            "rng": rng_state(),
+            "train_seconds": result.train_seconds,
+        },
+    )
+    record = out / "adapt.json"
+    with atomic_write(record, "w", encoding="utf-8") as file:
+        json.dump(summary(result, source), file, indent=2)
+    return [ckpt, record]
