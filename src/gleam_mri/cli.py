@@ -15,13 +15,19 @@ from gleam_mri import __version__
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from gleam_mri.data.synthetic import SyntheticSpec, parse_shape, write_synthetic_dataset
 
+    snr = args.snr
+    if snr != "measured":
+        try:
+            snr = float(snr)
+        except ValueError:
+            raise ValueError(f"--snr must be a number (dB) or 'measured', got {snr!r}") from None
     spec = SyntheticSpec(
         kind=args.kind,
         n_volumes=args.n,
         slices_per_volume=args.slices,
         shape=parse_shape(args.shape),
         n_coils=args.coils,
-        snr_db=args.snr if args.snr == "measured" else float(args.snr),
+        snr_db=snr,
         anatomy=str(args.anatomy) if args.anatomy else None,
         coils_from=str(args.coils_from) if args.coils_from else None,
         seed=args.seed,

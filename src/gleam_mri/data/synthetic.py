@@ -10,6 +10,12 @@ Each file holds one "volume" in the fastMRI multi-coil layout (see :mod:`gleam_m
 k-space is fully sampled (masks are applied on the fly by the datasets). ``reconstruction_rss`` is
 the root-sum-of-squares of the fully sampled (noisy) coil images, as in fastMRI, and the true coil
 maps are stored in ``maps``. Files go to ``OUT/{train,val,test}/``.
+
+Realistic priors: ``anatomy`` is a NIfTI volume or ``"mni152"`` (the MNI152 T1 template shipped
+inside the ``nilearn`` wheel, extra ``anatomy``); ``coils_from`` is real k-space whose ESPIRiT
+maps, fitted once and perturbed per slice, replace the simulated birdcage maps
+(:mod:`gleam_mri.physics.real_coils`); ``snr_db="measured"`` adds noise at the level measured on
+that scan.
 """
 
 from __future__ import annotations
@@ -25,9 +31,14 @@ from tqdm import tqdm
 
 from gleam_mri.data.fastmri import make_ismrmrd_header, write_fastmri
 from gleam_mri.fft import ifftnc
-from gleam_mri.physics import anatomy, phantoms
+from gleam_mri.physics import anatomy, phantoms, real_coils
 from gleam_mri.physics.coils import rss
 from gleam_mri.physics.simulate import simulate_multicoil
+
+# Public anatomy that ships inside a Python package: name -> (package, file inside it).
+PACKAGED_ANATOMY = {
+    "mni152": ("nilearn", "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+}
 
 KINDS = ("2d", "3d", "cine")
 
@@ -47,8 +58,9 @@ class SyntheticSpec:
     slices_per_volume: int = 4
     shape: tuple[int, ...] | None = None
     n_coils: int = 8
-    snr_db: float = 40.0
+    snr_db: float | str = 40.0
     anatomy: str | None = None
+    coils_from: str | None = None
     seed: int = 0
     splits: dict[str, float] = field(
         default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -70,6 +82,13 @@ class SyntheticSpec:
             raise ValueError("n_volumes, slices_per_volume and n_coils must be >= 1")
         if self.anatomy is not None and self.kind == "cine":
             raise ValueError("real anatomy is available for 2d and 3d data sets, not for cine")
+        if isinstance(self.snr_db, str):
+            if self.snr_db != "measured":
+                raise ValueError(f"snr_db must be a number or 'measured', got {self.snr_db!r}")
+            if self.coils_from is None:
+                raise ValueError("snr_db='measured' measures the noise of coils_from: set it")
+        elif not np.isfinite(self.snr_db):
+            raise ValueError(f"snr_db must be finite, got {self.snr_db!r}")
 
     @property
     def fft_ndim(self) -> int:
@@ -126,12 +145,60 @@ def _header(spec: SyntheticSpec) -> bytes:
     )
 
 
-def simulate_volume(spec: SyntheticSpec, rng: np.random.Generator, volume=None) -> dict:
-    """Simulate one file's arrays: ``kspace (S, C, *D)``, ``maps (S, C, *D)``, ``rss (S, *D)``."""
+def resolve_anatomy(name: str) -> Path:
+    """The NIfTI file of ``anatomy``: a path, or a name of :data:`PACKAGED_ANATOMY`."""
+    if name not in PACKAGED_ANATOMY:
+        return Path(name)
+    package, inside = PACKAGED_ANATOMY[name]
+    from importlib.util import find_spec  # finds the package without importing it
+
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"anatomy {name!r} ships with the {package} package, which is not installed: "
+            f"pip install {package} (or gleam-mri[anatomy])"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / inside
+    if not path.is_file():
+        raise ValueError(f"anatomy {name!r}: {package} has no {inside} (another version?)")
+    return path
+
+
+def _coil_maps(
+    spec: SyntheticSpec, magnitude: np.ndarray, field, rng: np.random.Generator
+) -> np.ndarray | None:
+    """Real coil maps ``(C, *spatial)`` for one image (``None``: simulated birdcage maps)."""
+    if field is None:
+        return None
+    support = real_coils.object_support(magnitude)
+    if spec.kind == "cine":
+        support = support.any(axis=0)
+    spatial = magnitude.shape[1:] if spec.kind == "cine" else magnitude.shape
+    return real_coils.real_coil_maps(field, spec.n_coils, spatial, rng, support=support)
+
+
+def simulate_volume(
+    spec: SyntheticSpec,
+    rng: np.random.Generator,
+    volume: np.ndarray | None = None,
+    field: real_coils.CoilField | None = None,
+    snr_db: float | None = None,
+) -> dict:
+    """Simulate one file's arrays: ``kspace (S, C, *D)``, ``maps (S, C, *D)``, ``rss (S, *D)``.
+
+    ``field``: real coil sensitivities (default: perturbed birdcage maps); ``snr_db`` overrides
+    ``spec.snr_db`` (needed when that is ``"measured"``).
+    """
     mags = _magnitudes(spec, rng, volume)
+    snr = spec.snr_db if snr_db is None else snr_db
+    if isinstance(snr, str):
+        raise ValueError("snr_db='measured': pass the measured value as snr_db")
     kspace, maps, rss = [], [], []
     for magnitude in mags:
-        acq = simulate_multicoil(magnitude, spec.n_coils, spec.fft_ndim, rng, snr_db=spec.snr_db)
+        coil_maps = _coil_maps(spec, magnitude, field, rng)
+        acq = simulate_multicoil(
+            magnitude, spec.n_coils, spec.fft_ndim, rng, snr_db=snr, maps=coil_maps
+        )
         kspace.append(acq.kspace)
         maps.append(acq.maps)
         rss.append(_rss_of_kspace(acq.kspace, spec.fft_ndim))
@@ -147,7 +214,21 @@ def write_synthetic_dataset(
     """
     out = Path(out_dir)
     counts = split_counts(spec.n_volumes, spec.splits)
-    volume = anatomy.load_magnitude_volume(spec.anatomy) if spec.anatomy else None
+    volume = anatomy.load_magnitude_volume(resolve_anatomy(spec.anatomy)) if spec.anatomy else None
+    record = asdict(spec)
+    field, snr_db = None, spec.snr_db
+    if spec.coils_from:
+        kspace = real_coils.load_real_kspace(spec.coils_from)
+        field = real_coils.estimate_coil_field(kspace, source=Path(spec.coils_from).name)
+        if spec.n_coils > field.n_coils:
+            raise ValueError(
+                f"n_coils={spec.n_coils} but {spec.coils_from} has {field.n_coils} coils"
+            )
+        record["coil_field_residual"] = field.residual
+        if snr_db == "measured":
+            noise = real_coils.measure_noise(kspace)
+            snr_db = noise.snr_db
+            record["snr_db_measured"] = {"snr_db": noise.snr_db, "method": noise.method}
     root_rng = np.random.default_rng(spec.seed)
     seeds = root_rng.integers(0, 2**31 - 1, size=spec.n_volumes)
     header = _header(spec)
@@ -156,7 +237,7 @@ def write_synthetic_dataset(
     bar = tqdm(jobs, desc=f"simulating {spec.kind}", unit="file", disable=not progress)
     for index, (name, i) in enumerate(bar):
         rng = np.random.default_rng(seeds[index])
-        arrays = simulate_volume(spec, rng, volume)
+        arrays = simulate_volume(spec, rng, volume, field, snr_db)
         split_dir = out / name
         split_dir.mkdir(parents=True, exist_ok=True)
         path = split_dir / f"{spec.kind}_{name}_{i:03d}.h5"
@@ -173,7 +254,6 @@ def write_synthetic_dataset(
             kind=spec.kind,
         )
         written[name].append(path)
-    record = asdict(spec)
     record["counts"] = counts
     (out / "dataset.json").write_text(json.dumps(record, indent=2))
     return written

@@ -86,6 +86,21 @@ def perturbed_birdcage_maps(
     return maps.astype(np.complex64)
 
 
+def signal_rms(kspace: np.ndarray) -> float:
+    """Root-mean-square of k-space ``(C, *D)`` over all coils and samples (float64)."""
+    return float(np.sqrt(np.mean(np.abs(np.asarray(kspace).astype(np.complex128)) ** 2)))
+
+
+def noise_std_for_snr(rms: float, snr_db: float) -> float:
+    """``sigma`` that gives ``snr_db`` for noise-free k-space of root-mean-square ``rms``."""
+    return rms / 10 ** (snr_db / 20)
+
+
+def snr_db_of(rms: float, sigma: float) -> float:
+    """``20 log10(rms / sigma)``: the SNR of noise-free k-space ``rms`` with noise std ``sigma``."""
+    return 20 * float(np.log10(rms / sigma))
+
+
 def _check_inputs(image: object, n_coils: object, fft_ndim: object, rng: object) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
@@ -182,10 +197,10 @@ def simulate_multicoil(
 
     sigma = 0.0
     if snr_db is not None:
-        signal_rms = float(np.sqrt(np.mean(np.abs(kspace.astype(np.complex128)) ** 2)))
-        if signal_rms == 0:
+        rms = signal_rms(kspace)
+        if rms == 0:
             raise ValueError("cannot set a noise level from the SNR of an all-zero image")
-        sigma = signal_rms / 10 ** (snr_db / 20)
+        sigma = noise_std_for_snr(rms, snr_db)
         noise = rng.standard_normal((2, *kspace.shape), dtype=np.float32) * (sigma / np.sqrt(2))
         kspace = kspace + (noise[0] + 1j * noise[1]).astype(np.complex64)
     return SimulatedAcquisition(
