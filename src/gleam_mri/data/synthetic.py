@@ -35,9 +35,14 @@ from gleam_mri.physics import anatomy, phantoms, real_coils
 from gleam_mri.physics.coils import rss
 from gleam_mri.physics.simulate import simulate_multicoil
 
-# Public anatomy that ships inside a Python package: name -> (package, file inside it).
+# Public anatomy that ships inside a Python package: name -> (package, file inside it, and the
+# module attribute naming the file, read only when the file has moved in another version).
 PACKAGED_ANATOMY = {
-    "mni152": ("nilearn", "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+    "mni152": (
+        "nilearn",
+        "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "nilearn.datasets:MNI152_FILE_PATH",
+    ),
 }
 
 KINDS = ("2d", "3d", "cine")
@@ -149,7 +154,8 @@ def resolve_anatomy(name: str) -> Path:
     """The NIfTI file of ``anatomy``: a path, or a name of :data:`PACKAGED_ANATOMY`."""
     if name not in PACKAGED_ANATOMY:
         return Path(name)
-    package, inside = PACKAGED_ANATOMY[name]
+    package, inside, attribute = PACKAGED_ANATOMY[name]
+    import importlib
     from importlib.util import find_spec  # finds the package without importing it
 
     spec = find_spec(package)
@@ -159,6 +165,9 @@ def resolve_anatomy(name: str) -> Path:
             f"pip install {package} (or gleam-mri[anatomy])"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / inside
+    if not path.is_file():
+        module, attr = attribute.split(":")
+        path = Path(getattr(importlib.import_module(module), attr, ""))
     if not path.is_file():
         raise ValueError(f"anatomy {name!r}: {package} has no {inside} (another version?)")
     return path

@@ -246,7 +246,7 @@ def real_coil_maps(
     if len(shape) == 3:
         maps = np.repeat(maps[:, None], shape[0], axis=1)
         if perturb:
-            (w,) = _box_coords(shape[:1], support)
+            (w,) = _box_coords(shape[:1], None if support is None else support.any(axis=(1, 2)))
             a, b, p = (rng.normal(0.0, s, (n_coils, 1)) for s in (0.25, 0.15, 0.3))
             profile = np.exp(a * w + b * w**2 + 1j * p * w)  # (n_coils, Z)
             maps = maps * profile[:, :, None, None]
@@ -280,7 +280,9 @@ def measure_noise(kspace: np.ndarray, fft_ndim: int = 2) -> NoiseLevel:
     ``median(|y|^2) / ln 2`` per coil is its ``sigma_c^2`` (robust to sparse ghosts), and
     ``sigma^2`` is the mean over coils. Undersampled ("corners"): the same median over the
     sampled outer k-space corners (every encoded ``|k| > 0.6 k_max``), and the signal power
-    ``rms(k)^2`` weighted by the inverse local sampling density (9-sample box).
+    ``rms(k)^2`` weighted by the inverse local sampling density (9-sample box). The corners
+    still hold some signal, so this over-estimates ``sigma`` (by about 5 % at 20 dB on simulated
+    128 x 128 brain slices, 19 % on the real FLASH brain): an upper bound.
     """
     kspace = np.asarray(kspace)
     if not np.iscomplexobj(kspace) or kspace.ndim != fft_ndim + 1:
