@@ -33,7 +33,7 @@ from gleam_mri.schema import at_least
 from gleam_mri.selfsup.data import with_split
 from gleam_mri.selfsup.loss import KspaceLoss
 from gleam_mri.selfsup.scan import Scan, volume_mask
-from gleam_mri.selfsup.split import Splitter
+from gleam_mri.selfsup.split import SplitError, Splitter
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
 from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
 from gleam_mri.training.memory import cuda_peak_memory
@@ -115,7 +115,12 @@ class _Splits:
         for i, item in enumerate(items):
             measured = item.mask[0].bool()
             seed = int(np.random.SeedSequence([options.seed, 2**20, i]).generate_state(1)[0])
-            pool, held = splitter(measured, options.val_fraction, item.fft_ndim, seed)
+            try:
+                pool, held = splitter(measured, options.val_fraction, item.fft_ndim, seed)
+                splitter(pool, options.fraction, item.fft_ndim, seed)  # a training split fits
+            except SplitError as err:
+                where = item.meta[0].get("file", "the scan") if item.meta else "the scan"
+                raise SplitError(f"{where}: {err}") from None
             self.pool.append(pool)
             self.validation.append(with_split(item, 0, pool, held))
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.data.datasets import espirit_estimate, open_dataset
 from gleam_mri.data.errors import DatasetError
-from gleam_mri.data.fastmri import FastMRIInfo, inspect_fastmri
+from gleam_mri.data.fastmri import FastMRIInfo, inspect_fastmri, read_fastmri
 from gleam_mri.selfsup.data import measured_mask
 
 
@@ -106,6 +107,13 @@ def load_scan(
         raise ScanError(f"{path}: not a readable fastMRI-layout file ({err})") from err
     if mask_spec is not None and info.has_mask:
         raise ScanError(f"{path}: the file is already undersampled (it has a mask); drop --mask")
+    if mask_spec is None and not info.has_mask:  # refused before any coil-map estimation
+        kspace = read_fastmri(path).kspace
+        if (np.abs(kspace).sum(axis=1) > 0).all():
+            raise ScanError(
+                f"{path}: fully sampled (every k-space sample was measured), so there is nothing "
+                "to reconstruct; pass a mask (--mask) to undersample it retrospectively"
+            )
     maps = "file" if info.has_maps else espirit_from_measured
     try:
         if info.kind == "3d" and slab is not None:
