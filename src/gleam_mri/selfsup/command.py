@@ -137,6 +137,10 @@ def run_command(args: argparse.Namespace) -> int:
         cfg, initial = adapt_config(args.init, args.device)
         base = config_to_dict(cfg)
     base["train"].update({"supervision": "self", "device": args.device, "seed": args.seed})
+    if mask_spec is not None:  # recorded, so gleam recon with adapt.pt undersamples alike
+        base["data"]["mask"] = mask_spec
+    if args.slab is not None:
+        base["data"].update({"slab": args.slab, "slab_overlap": args.overlap})
     cfg = config_from_dict(base, args.set)
     path = Path(args.input)
     if not path.exists():
