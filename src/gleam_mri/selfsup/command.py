@@ -166,7 +166,7 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     )
     result = adapt(scan, cfg, options, initial, progress=not args.quiet)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    written = write_outputs(result.volume, stem, args.out, formats, scan.info.header, scan.kind)
+    written = write_outputs(result.volume, stem, args.out, formats, scan.header, scan.kind)
     written += save_adapted(result, scan, args.out, str(args.input))
     best = next(h for h in result.history if h["step"] == result.best_step)
     why = "stopped early: no better validation" if result.stopped_early else "step limit"

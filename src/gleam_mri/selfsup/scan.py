@@ -20,7 +20,7 @@ import torch
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.data.datasets import espirit_estimate, open_dataset
 from gleam_mri.data.errors import DatasetError
-from gleam_mri.data.fastmri import FastMRIInfo, inspect_fastmri, read_fastmri
+from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
 from gleam_mri.selfsup.data import measured_mask
 
 
@@ -54,23 +54,18 @@ class Scan:
     ``items``: B=1 batches (normalised, ``mask`` = measured samples ``(1, 1, *D)``);
     ``volumes``: for 3D slab training, the whole volumes (B=1) that the final reconstruction
     runs over slab by slab; ``None`` otherwise. Their maps are the file's, or placeholders when
-    ``volume_maps`` is ``False`` (ESPIRiT per slab, as in training).
+    ``volume_maps`` is ``False`` (ESPIRiT per slab, as in training). ``header``: the file's
+    ISMRMRD fields (voxel sizes of the outputs).
     """
 
     path: Path
-    info: FastMRIInfo
+    kind: str
+    header: dict[str, Any]
     items: list[MRIBatch]
-    volumes: list[MRIBatch] | None
-    slab: int | None
-    overlap: int
-
-    @property
-    def volume_maps(self) -> bool:
-        return self.info.has_maps
-
-    @property
-    def kind(self) -> str:
-        return self.info.kind
+    volumes: list[MRIBatch] | None = None
+    slab: int | None = None
+    overlap: int = 0
+    volume_maps: bool = True
 
     @property
     def measured_fraction(self) -> float:
@@ -135,14 +130,14 @@ def load_scan(
             items = [_with_measured(slabs[i], path) for i in range(len(slabs))]
             whole = open_dataset(path, mask_spec, "file" if info.has_maps else _unit_maps, True)
             volumes = [whole[i] for i in range(len(whole))]
-            return Scan(path, info, items, volumes, slab, overlap)
+            return Scan(path, info.kind, info.header, items, volumes, slab, overlap, info.has_maps)
         dataset = open_dataset(path, mask_spec, maps, deterministic_masks=True)
         items = [_with_measured(dataset[i], path) for i in range(len(dataset))]
     except ScanError:
         raise
     except ValueError as err:  # ESPIRiT without a calibration region, masks, shapes
         raise ScanError(f"{path}: {err}") from err
-    return Scan(path, info, items, None, None, 0)
+    return Scan(path, info.kind, info.header, items)
 
 
 def _unit_maps(kspace: torch.Tensor, mask: torch.Tensor, fft_ndim: int) -> torch.Tensor:
