@@ -21,24 +21,33 @@ in :class:`~gleam_mri.data.datasets.SliceDataset`). ``case.batch()`` is the same
 fastMRI-layout file (line masks) for ``gleam adapt FILE``. Add it to the dict of
 :func:`default_methods` and call :func:`run`; every method sees the same k-space and maps.
 
-Fixed defaults and tuning (see ``benchmarks/RESULTS.md`` for the numbers):
+Defaults, chosen by ``--maps-study`` (``benchmarks/results/real-brain/maps_study.md``):
 
-* Coil maps: the project's ESPIRiT (:func:`~gleam_mri.data.datasets.espirit_estimate`) with kernel
-  4 and crop 0.8 (:data:`DEFAULT_MAPS`), used by every method including BART ``pics`` (given as a
-  CFL, no ``ecalib`` of its own), so that differences come from the reconstruction. The issue's 8 %
-  centre (10-11 lines at W = 128) is the default at 4x and 8x; kernel 6 with the project's crop
-  0.95 covers too little of the head with that centre (``--maps-study`` measures all of this).
-* BART CS: ``bart pics -S -i 100 -R W:3:0:LAMBDA`` (l1 on the wavelet transform over READ and
-  PHS1; BART's own data scaling, ``-S`` returns the image on the input's scale). Reported at the
-  fixed default ``LAMBDA = 0.01`` (BART's usual example value) and oracle-tuned: the best PSNR
-  against the reference over :data:`CS_GRID`, an upper bound for CS, the conservative choice when
-  a method is claimed to beat it. CG-SENSE (Tikhonov, 100 CG iterations) likewise: fixed
-  ``lam = 0.01`` and oracle over :data:`CG_GRID`. Seconds of an oracle row: one run at that value.
+* Centre: the issue's 8 % (10 lines at W = 128; 11 calibrated at 4x where a random line touches
+  it) at 4x and 8x. A larger centre at the same acceleration (24 lines at 4x, 12 at 8x) costs
+  outer lines and gave every oracle CS setting a lower PSNR (4x: 27.35 vs 28.25 dB).
+* Coil maps: the project's ESPIRiT (:func:`~gleam_mri.data.datasets.espirit_estimate`), kernel 4,
+  crop 0.8 (BART's default crop; :data:`DEFAULT_MAPS`), for every method, BART ``pics``
+  included (maps given as a CFL, no ``ecalib`` of its own), so differences come from the
+  reconstruction. Kernel 6 fails with 10 lines (project crop 0.95: 32 % coverage, CS 20.9 dB;
+  ``bart ecalib`` defaults: 24.3 dB). Uncropped maps (crop 0) score 1.3 dB higher at 4x only
+  because they reproduce the noisy background of the RSS reference; not the default.
+* BART CS: ``bart pics -S -i 100 -R W:3:0:LAMBDA -p MASK`` (l1-wavelet over READ and PHS1; BART's
+  own data scaling, ``-S`` puts the image back on the input's scale; 300 iterations change PSNR
+  by < 0.02 dB). Reported at the fixed ``LAMBDA = 0.01`` (BART's usual example value) and
+  oracle-tuned: the best PSNR against the reference over :data:`CS_GRID`, an upper bound for CS
+  and the conservative choice when a method is claimed to beat it. CG-SENSE (Tikhonov, 100 CG
+  iterations) likewise: fixed ``lam = 0.01`` and oracle over :data:`CG_GRID`. ``pics`` returns
+  -1 times our image per axis of size 2 mod 4 (the 230-line scan); :func:`bart_cs` undoes it.
+* Seconds: wall time of the method alone (maps estimation, shared, is ``maps_seconds``; an
+  oracle row: one run at its lambda). BART runs with ``OMP_WAIT_POLICY=PASSIVE``: spinning
+  OpenMP threads made it ~10x slower on a busy 2-core machine; set it for torch too.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -357,31 +366,42 @@ def save_grid(path: Path, case: Case, images: dict[str, np.ndarray], rows: list[
     vmax = float(np.percentile(ref if ref is not None else pics[0], 99.5)) or 1.0
     n_rows = 2 if ref is not None else 1
     fig, axes = plt.subplots(
-        n_rows, len(names), figsize=(2.4 * len(names), 2.7 * n_rows), squeeze=False
+        n_rows, len(names), figsize=(1.9 * len(names), 2.2 * n_rows), squeeze=False
     )
     for j, (name, img) in enumerate(zip(names, pics, strict=True)):
-        axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax)
+        axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
         row = by.get(name, {"method": name})
-        psnr = f"\n{row['PSNR']:.2f} dB" if "PSNR" in row else ""
-        axes[0, j].set_title(_label(row) + psnr, fontsize=7)
+        value = f"\n{row['PSNR']:.2f} dB" if "PSNR" in row else ""
+        if not value and row.get("residual") is not None:
+            value = f"\nresidual {row['residual']:.4f}"
+        axes[0, j].set_title(_label(row) + value, fontsize=7)
         if ref is not None and j > 0:
-            axes[1, j].imshow(np.abs(img - ref) * 5, cmap="magma", vmin=0, vmax=vmax)
+            axes[1, j].imshow(
+                np.abs(img - ref) * 5, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest"
+            )
             axes[1, j].set_title("|error| x5", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100)
     plt.close(fig)
+    from PIL import Image as PILImage  # a matplotlib dependency
+
+    # 256 colours: a third of the bytes (the noisy error maps compress badly)
+    PILImage.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
     return path
 
 
-def write_results(out: Path, res: Results, cases: list[Case], command: str) -> None:
+def write_results(out: Path, res: Results, cases: list[Case], command: str, note: str = "") -> None:
     """``results.json``, ``table.md`` and one ``grid-<case>.png`` per case under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": command, "cases": res.cases, "rows": res.rows, "sweeps": res.sweeps}
+    payload = {"command": command, "note": note, "cases": res.cases, "rows": res.rows}
+    payload["sweeps"] = res.sweeps
     (out / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
-    (out / "table.md").write_text(f"`{command}`\n\n" + table_md(res))
+    header = f"`{command}`\n\n" + (f"{note}\n\n" if note else "")
+    (out / "table.md").write_text(header + table_md(res))
     for case in cases:
         save_grid(out / f"grid-{case.name}.png", case, res.images[case.name], res.rows)
 
@@ -458,8 +478,8 @@ def main(argv: list[str] | None = None) -> Results | None:
         argv if argv is not None else sys.argv[1:]
     )
     bart = have_bart()
-    if not bart:
-        print("note: `bart` is not on PATH; the BART CS rows are skipped")
+    note = "" if bart else "Note: `bart` is not on PATH; the BART CS rows are skipped."
+    print(note)
     if args.maps_study:
         rows = maps_study(args.accelerations, args.seed, bart)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -476,7 +496,7 @@ def main(argv: list[str] | None = None) -> Results | None:
     if not args.no_poisson:
         cases.append(poisson_case(SHARED / BRAIN8, maps))
     res = run(default_methods(bart), cases, default_sweeps(bart))
-    write_results(args.out, res, cases, command)
+    write_results(args.out, res, cases, command, note)
     print(table_md(res))
     return res
 
