@@ -95,10 +95,12 @@ class Maps:
     tool: str = "espirit"
     kernel: int = 4
     crop: float = 0.8
+    calib: int = 24  # the project's ESPIRiT: largest calibration region per axis
 
     @property
     def label(self) -> str:
-        return f"{self.tool} k{self.kernel} crop {self.crop:g}"
+        extra = "" if self.calib == 24 else f" calib {self.calib}"
+        return f"{self.tool} k{self.kernel} crop {self.crop:g}{extra}"
 
 
 DEFAULT_MAPS = Maps()
@@ -150,7 +152,10 @@ class Case:
 def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, maps: Maps) -> torch.Tensor:
     """Coil maps ``(C, H, W)`` from masked k-space ``(C, H, W)`` and mask ``(1, 1|H, W)``."""
     if maps.tool == "espirit":
-        return espirit_estimate(kspace, mask, 2, kernel_size=maps.kernel, crop=maps.crop)
+        k = maps.kernel
+        return espirit_estimate(
+            kspace, mask, 2, kernel_size=(k, k), crop=maps.crop, max_calib_size=maps.calib
+        )
     if maps.tool != "bart":
         raise ValueError(f"unknown maps tool {maps.tool!r}; expected 'espirit' or 'bart'")
     with tempfile.TemporaryDirectory() as tmp:

@@ -161,3 +161,40 @@ def test_image_module_loss_is_refused_under_self_supervision():
         load_config(DEMO_CONFIG, ["train.supervision=self", "strategy.module_loss=ssim"])
     with pytest.raises(ConfigError, match=r"ssdu\.fraction"):
         load_config(DEMO_CONFIG, ["ssdu.fraction=1.5"])
+
+
+def test_self_supervised_training_reads_undersampled_files_without_targets(tmp_path):
+    """fastMRI-layout files with their own mask and no reconstruction: training and validation
+    run on held-out k-space alone (validation reports the loss, no image metrics)."""
+    import numpy as np
+
+    from gleam_mri.data.fastmri import read_fastmri, write_fastmri
+
+    full = tmp_path / "full"
+    spec = SyntheticSpec(n_volumes=4, slices_per_volume=2, shape=(32, 24), n_coils=3, seed=1)
+    write_synthetic_dataset(full, spec, progress=False)
+    lines = np.zeros(24, dtype=bool)
+    lines[::2] = True
+    lines[10:14] = True
+    for source in full.rglob("*.h5"):
+        vol = read_fastmri(source)
+        target = tmp_path / "under" / source.parent.name / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_fastmri(target, vol.kspace * lines, mask=lines.astype(np.float32), maps=vol.maps)
+    sets = [
+        f"data.root={tmp_path / 'under'}",
+        f"train.out_dir={tmp_path / 'run'}",
+        "train.supervision=self",
+        "train.steps=4",
+        "train.val_every=2",
+        "train.tensorboard=false",
+        "train.device=cpu",
+        "model.unrolls=2",
+        "strategy.modules=2",
+        "model.features=4",
+        "model.blocks=1",
+    ]
+    fit(load_config(DEMO_CONFIG, sets), progress=False)
+    val = [r for r in read_metrics_log(tmp_path / "run") if "val/loss" in r]
+    assert [r["step"] for r in val] == [0, 2, 4]
+    assert all("val/PSNR" not in r for r in val)

@@ -161,8 +161,10 @@ def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
         metrics["time/train_s"] = run.train_seconds
         images = is_due(done, train.image_every, train.steps)
         logger.validation(done, metrics, results if images else [])
-        scores = f"  PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
-        bar.write(f"step {done}: val loss {metrics['val/loss']:.4g}{scores if results else ''}")
+        scores = ""
+        if results:
+            scores = f"  PSNR {metrics['val/PSNR']:.2f}  SSIM {metrics['val/SSIM']:.4f}"
+        bar.write(f"step {done}: val loss {metrics['val/loss']:.4g}{scores}")
 
     step = start
     try:
