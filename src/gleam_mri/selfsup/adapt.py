@@ -66,7 +66,7 @@ class AdaptOptions:
 
     steps: int = field(default=300, metadata=at_least(1))  # at most
     val_every: int = field(default=10, metadata=at_least(1))
-    patience: int = field(default=6, metadata=at_least(1))  # validations without improvement
+    patience: int = field(default=10, metadata=at_least(1))  # validations without improvement
     val_fraction: float = 0.2  # Gamma: share of the measured samples held out for validation
     fraction: float = 0.4  # Lambda: share of the training pool held out for the loss per step
     batch_size: int = field(default=1, metadata=at_least(1))
