@@ -29,7 +29,7 @@ import torch
 from gleam_mri.config import config_from_dict
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.devices import resolve_device
-from gleam_mri.selfsup.adapt import DEFAULT_CONFIG, AdaptOptions, _measure_step, _Splits
+from gleam_mri.selfsup.adapt import DEFAULT_CONFIG, AdaptOptions, Splits, measure_step
 from gleam_mri.selfsup.scan import load_scan
 from gleam_mri.selfsup.split import Splitter
 from gleam_mri.training.run import build_model_for
@@ -61,8 +61,8 @@ def measure(kind: str, unrolls: int, repeats: int, device: str, workdir: Path) -
         cfg = config_from_dict(DEFAULT_CONFIG, overrides)
         net = build_model_for(cfg, kind, dev)
         strategy = strategy_from_config(cfg, net)
-        splits = _Splits(scan.items, AdaptOptions(), Splitter())
-        _, peak, method = _measure_step(strategy, splits.training_batch(0).to(dev), dev)
+        splits = Splits(scan.items, AdaptOptions(), Splitter())
+        _, peak, method = measure_step(strategy, splits.training_batch(0).to(dev), dev)
         times = []
         for step in range(1, repeats + 1):
             batch = splits.training_batch(step).to(dev)

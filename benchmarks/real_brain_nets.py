@@ -42,9 +42,9 @@ ADAPT_MAPS = real_brain.Maps("espirit", 6, 0.0, calib=64)
 
 def measured_batch(case: real_brain.Case):
     """The case as a B = 1 batch whose mask is its measured samples (what adapt trains on)."""
-    from gleam_mri.selfsup.scan import _with_measured
+    from gleam_mri.selfsup.scan import with_measured
 
-    return _with_measured(case.batch(), Path(case.name))
+    return with_measured(case.batch(), Path(case.name))
 
 
 def network_method(checkpoint: Path):

@@ -106,7 +106,7 @@ def adapt_config(init: str | Path | None, device: str) -> tuple[Config, dict | N
     return cfg, {"kind": run.kind, "model": run.net.state_dict()}
 
 
-class _Splits:
+class Splits:
     """Per item: the fixed validation split and a fresh training split every step."""
 
     def __init__(self, items: list[MRIBatch], options: AdaptOptions, splitter: Splitter) -> None:
@@ -147,7 +147,7 @@ class _Splits:
         return [self.validation[i] for i in picks]
 
 
-def _measure_step(
+def measure_step(
     strategy: Strategy, batch: MRIBatch, device: torch.device
 ) -> tuple[dict, int, str]:
     """One training step with its peak memory (CUDA allocator, or live tensors on CPU)."""
@@ -189,7 +189,7 @@ def adapt(
         net.load_state_dict(initial["model"])
     strategy = strategy_from_config(cfg, net)
     splitter = Splitter(cfg.ssdu.selection, cfg.ssdu.keep_center, cfg.ssdu.keep_calibration)
-    splits = _Splits(scan.items, options, splitter)
+    splits = Splits(scan.items, options, splitter)
     val_items = splits.validation_items()
     best = (_validation_loss(strategy, val_items, device), 0)
     history = [{"step": 0, "val_loss": best[0]}]
@@ -201,7 +201,7 @@ def adapt(
         batch = splits.training_batch(step - 1).to(device)
         started = time.perf_counter()
         if step == 1:
-            stats, memory, method = _measure_step(strategy, batch, device)
+            stats, memory, method = measure_step(strategy, batch, device)
         else:
             stats = strategy.train_step(batch)
         seconds += time.perf_counter() - started

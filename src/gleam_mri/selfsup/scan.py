@@ -73,7 +73,7 @@ class Scan:
         return float(torch.stack([b.mask.float().mean() for b in self.items]).mean())
 
 
-def _with_measured(batch: MRIBatch, path: Path) -> MRIBatch:
+def with_measured(batch: MRIBatch, path: Path) -> MRIBatch:
     """The item with ``mask`` = its measured samples; refuses fully sampled or empty items."""
     measured = measured_mask(batch, 0)
     if not measured.any():
@@ -127,12 +127,12 @@ def load_scan(
 
             mask_func = build_mask_func(mask_spec) if mask_spec else None
             slabs = SlabDataset(path, slab, overlap, mask_func, maps, deterministic_masks=True)
-            items = [_with_measured(slabs[i], path) for i in range(len(slabs))]
+            items = [with_measured(slabs[i], path) for i in range(len(slabs))]
             whole = open_dataset(path, mask_spec, "file" if info.has_maps else _unit_maps, True)
             volumes = [whole[i] for i in range(len(whole))]
             return Scan(path, info.kind, info.header, items, volumes, slab, overlap, info.has_maps)
         dataset = open_dataset(path, mask_spec, maps, deterministic_masks=True)
-        items = [_with_measured(dataset[i], path) for i in range(len(dataset))]
+        items = [with_measured(dataset[i], path) for i in range(len(dataset))]
     except ScanError:
         raise
     except ValueError as err:  # ESPIRiT without a calibration region, masks, shapes
