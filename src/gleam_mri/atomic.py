@@ -12,12 +12,17 @@ The temporary file ``.{name}.{random}{suffix}`` is created as ``open(path, "w")`
 new file (mode ``0o666`` less the umask); ``permissions`` sets other mode bits before the rename.
 With ``durable`` the file is fsynced before the rename and the folder after it (POSIX), so the
 new content survives a power loss once the call returns.
+
+A process killed (``SIGKILL``, power loss) inside a write leaves its temporary file behind;
+:func:`remove_stale_temporaries` deletes those of a target once no writer can still hold them
+(e.g. when a killed training run is resumed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +42,25 @@ def _create_temporary(path: Path, suffix: str) -> Path:
         os.close(fd)
         return tmp
     raise FileExistsError(f"{path}: no free temporary file name after {_TRIES} tries")
+
+
+def remove_stale_temporaries(path: str | Path, suffix: str = ".tmp") -> list[Path]:
+    """Delete the temporary files that writers of ``path`` killed mid-write left behind.
+
+    Only names this module creates (``.{name}.{8 hex digits}{suffix}``) are removed; call it only
+    when no other process is writing ``path``. Returns the removed paths.
+    """
+    target = Path(path)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{8}}{re.escape(suffix)}")
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    for name in sorted(os.listdir(target.parent)):
+        if pattern.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target.parent / name)
+                removed.append(target.parent / name)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,5 +1,5 @@
 """The ``gleam`` command line: simulate, baseline, info, train, eval, recon, convert, demo, plan,
-study, bench, adapt."""
+study, bench, adapt, serve."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         ckpt = fit(cfg, resume=args.resume, progress=not args.quiet)
     except TrainingStopped as err:
-        print(f"gleam train: {err}", file=sys.stderr)
+        why = str(err).replace("gleam plan CONFIG", f"gleam plan {args.config}")
+        print(f"gleam train: {why}", file=sys.stderr)
         return 3
     if int(os.environ.get("RANK", 0)) == 0:  # one line per run under torchrun
         print(f"checkpoint: {ckpt}\nmetrics log: {ckpt.parent / 'metrics.jsonl'}")
@@ -305,12 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     from gleam_mri import plan_command
     from gleam_mri.bench import command as bench_command
     from gleam_mri.selfsup import command as adapt_command
+    from gleam_mri.serve import command as serve_command
     from gleam_mri.study import command as study_command
 
     plan_command.add_parser(sub)
     study_command.add_parser(sub)
     bench_command.add_parser(sub)
     adapt_command.add_parser(sub)
+    serve_command.add_parser(sub)
     return parser
 
 

@@ -17,13 +17,18 @@ and GradScaler state dicts qualify).
 
 Atomicity: the state is written to a temporary file in the target folder, flushed and fsynced,
 then renamed over the target with ``os.replace``; an exception at any point (including Ctrl-C)
-removes the temporary file and leaves any previous checkpoint untouched.
+removes the temporary file and leaves any previous checkpoint untouched. A full disk (``ENOSPC``,
+``EDQUOT``; ``torch.save`` reports it as a ``RuntimeError`` caused by the ``OSError``) raises
+:class:`DiskFullError` saying so, with the bytes written and the space left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import random
 import re
+import shutil
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -38,6 +43,7 @@ from gleam_mri.atomic import atomic_write
 __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
+    "DiskFullError",
     "IncompatibleCheckpointError",
     "check_compatible",
     "load_checkpoint",
@@ -66,6 +72,10 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint file does not exist (also a :class:`FileNotFoundError`)."""
 
 
+class DiskFullError(CheckpointError):
+    """The disk (or quota) filled up while writing a checkpoint; the previous one is intact."""
+
+
 class IncompatibleCheckpointError(CheckpointError):
     """The checkpoint was written for another model (config, parameter names or shapes)."""
 
@@ -87,9 +97,50 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         raise CheckpointError(path, "is a directory, cannot write a checkpoint there")
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    with atomic_write(path, "wb", permissions=mode, durable=True) as file:
-        torch.save(state, file)
+    written = None
+    try:
+        with atomic_write(path, "wb", permissions=mode, durable=True) as file:
+            try:
+                torch.save(state, file)
+            finally:
+                with contextlib.suppress(OSError, ValueError):
+                    written = file.tell()
+    except (OSError, RuntimeError) as exc:
+        full = _disk_full(exc)
+        if full is None:
+            raise
+        raise DiskFullError(path, _disk_full_problem(path, full, written)) from exc
     return path
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The ``ENOSPC`` / ``EDQUOT`` error behind ``exc`` (itself, its cause or context), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _disk_full_problem(path: Path, error: OSError, written: int | None) -> str:
+    from gleam_mri.training.planner import format_size
+
+    free = ""
+    with contextlib.suppress(OSError):
+        free = f", {format_size(shutil.disk_usage(path.parent).free)} free now"
+    done = f" after {format_size(written)} of the new checkpoint" if written else ""
+    previous = "the previous checkpoint is intact" if path.exists() else "no checkpoint was there"
+    return (
+        f"cannot write the checkpoint: the disk is full ({error.strerror or error}){done}{free}; "
+        f"{previous} and the partial file was removed. Free space on that file system (or move the "
+        "run's folder to a disk with room), then continue with --resume"
+    )
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -20,7 +20,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["gather_to_first", "process_group"]
+__all__ = ["elastic_restart", "gather_to_first", "process_group"]
+
+
+def elastic_restart() -> int:
+    """How many times ``torchrun``'s elastic agent restarted this worker group (0: first try).
+
+    ``torchrun --max-restarts N`` restarts every worker when one fails (dies, or stops with an
+    error such as a peer timeout); a restarted worker resumes from the checkpoints.
+    """
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
 
 
 @contextmanager

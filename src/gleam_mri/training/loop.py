@@ -11,6 +11,12 @@ files merged at the end), ``data_shard`` (the part of each batch this process tr
 validation is scored). A resumed run continues bit-identically on CPU: batches depend only on
 (seed, step) (:mod:`gleam_mri.training.batches`) and checkpoints hold the model, the strategy's
 optimizers and schedulers, the RNG states and the step.
+
+Faults: a full disk during a checkpoint write (:class:`DiskFullError`; the previous checkpoint is
+intact) and a process out of GPU memory (:class:`OutOfMemoryStop`, naming the pipeline stage
+and the ``gleam plan`` budget) stop training with :class:`TrainingStopped`. A worker restarted by
+``torchrun``'s elastic agent (``--max-restarts``; ``TORCHELASTIC_RESTART_COUNT > 0``) resumes
+from its checkpoints as if ``resume`` were given.
 """
 
 from __future__ import annotations
@@ -19,13 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from gleam_mri.config import Config, save_config
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.recon.evaluate import evaluate, summarize
 from gleam_mri.training.batches import StepBatches, step_loader, validation_loader
-from gleam_mri.training.errors import NonFiniteLossError, TrainingStopped
+from gleam_mri.training.checkpoint import DiskFullError
+from gleam_mri.training.distributed import elastic_restart
+from gleam_mri.training.errors import NonFiniteLossError, TrainingStopped, out_of_memory_stop
 from gleam_mri.training.logging import RunLogger
 from gleam_mri.training.losses import training_loss
 from gleam_mri.training.run import Run, build_model_for, load_run, read_metrics_log, reconstruct
@@ -122,9 +131,25 @@ def validate(run: Run, loader, loss_fn) -> tuple[dict[str, float], list] | None:
 
 
 def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``cfg``; returns the path of the last checkpoint. Raises :class:`TrainingStopped`."""
+    """Train ``cfg``; returns the path of the last checkpoint. Raises :class:`TrainingStopped`.
+
+    A worker that ``torchrun``'s elastic agent restarted resumes (``resume`` is implied).
+    """
+    resume = resume or elastic_restart() > 0
     with STRATEGIES[cfg.strategy.name].session(cfg) as device:
         return _fit(cfg, device, resume, progress)
+
+
+def _process_name(cfg: Config, strategy: Any) -> str:
+    """Which process this is, for messages: the pipeline stage and rank, or the strategy."""
+    layout = getattr(strategy, "layout", None)
+    if layout is None:
+        return f"training ({cfg.strategy.name})"
+    replica = f", replica {strategy.replica}" if layout.replicas > 1 else ""
+    return (
+        f"pipeline stage {strategy.stage} of {layout.stages} (rank {strategy.rank}{replica}, "
+        f"modules {strategy.module_ids})"
+    )
 
 
 def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
@@ -190,6 +215,10 @@ def _fit(cfg: Config, device: Any, resume: bool, progress: bool) -> Path:
     except NonFiniteLossError as err:
         stopped = f"training stopped at step {step + 1}: {err}. {store.kept()}"
         raise TrainingStopped(stopped) from err
+    except DiskFullError as err:
+        raise TrainingStopped(f"training stopped after step {step + 1}: {err}") from err
+    except torch.cuda.OutOfMemoryError as err:
+        raise out_of_memory_stop(err, _process_name(cfg, strategy), step + 1, run.device) from err
     finally:
         bar.close()
         if logger is not None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from gleam_mri.atomic import remove_stale_temporaries
 from gleam_mri.config import Config, config_from_dict, config_to_dict
 from gleam_mri.devices import resolve_device
 from gleam_mri.models.builders import build_model
@@ -106,13 +107,14 @@ class LastCheckpoint:
         self.saved: int | None = None
 
     def resume(self, resume: bool) -> int:
-        if not self.path.exists():
-            return 0
-        if not resume:
+        if self.path.exists() and not resume:
             raise FileExistsError(
                 f"{self.path} exists: pass --resume to continue that run, or choose another "
                 "train.out_dir (nothing was overwritten)"
             )
+        remove_stale_temporaries(self.path)  # left by a run killed while writing a checkpoint
+        if not self.path.exists():
+            return 0
         run = self.run
         ckpt = load_checkpoint(self.path)
         check_compatible(ckpt, config_to_dict(run.cfg)["model"], self.path, model=run.net)

@@ -46,6 +46,18 @@ def saved_steps(out_dir: Path, stage: int) -> list[int]:
     return sorted(steps)
 
 
+def remove_stale_stage_temporaries(out_dir: Path, stage: int) -> list[Path]:
+    """Delete the temporary files of ``stage``'s checkpoints left by a process killed mid-write
+    (:mod:`gleam_mri.atomic` names them ``.stage<s>_step<N>.pt.<8 hex>.tmp``)."""
+    pattern = re.compile(rf"\.stage{stage}_step\d{{8}}\.pt\.[0-9a-f]{{8}}\.tmp")
+    removed = []
+    for path in sorted(Path(out_dir).glob(f".stage{stage}_step*.tmp")):
+        if pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def prune(
     out_dir: Path, layout: PipelineLayout, stage: int, done: int, every: int, lag: int
 ) -> None:
@@ -114,6 +126,8 @@ class StageCheckpoints:
     def resume(self, resume: bool) -> int:
         stage = self.stage
         start = resume_step(self.out, stage.layout, stage.rank, resume)
+        if stage.replica == 0:  # the stage's writer: temporaries of a run killed mid-write
+            remove_stale_stage_temporaries(self.out, stage.stage)
         if start:
             path = stage_file(self.out, stage.stage, start)
             state = load_checkpoint(path, map_location=self.run.device)
