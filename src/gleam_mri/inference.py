@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -20,7 +21,7 @@ from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.fastmri import inspect_fastmri
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
-from gleam_mri.training.run import load_run, reconstruct
+from gleam_mri.training.run import Run, load_run, reconstruct
 
 
 def evaluate_checkpoint(
@@ -96,6 +97,7 @@ def reconstruct_file(
     formats: tuple[str, ...] = ("h5", "nii", "png"),
     undersample: bool = True,
     device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Reconstruct every slice of a file; returns the written files.
 
@@ -104,21 +106,42 @@ def reconstruct_file(
     reconstructed as they are. Fully sampled files are undersampled with the checkpoint's
     training mask when ``undersample`` (to see what the network does at that acceleration),
     else reconstructed from all their k-space. Files without ``maps`` get ESPIRiT maps.
+    ``progress(done, total)`` is called once the file is open (``done`` 0) and after every
+    slice; an exception it raises stops the reconstruction (cancellation, time limits).
     """
     run, _ = load_run(ckpt, device)
+    return reconstruct_with_run(run, path, out_dir, formats, undersample, progress)
+
+
+def reconstruct_with_run(
+    run: Run,
+    path: str | Path,
+    out_dir: str | Path,
+    formats: tuple[str, ...] = ("h5", "nii", "png"),
+    undersample: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    stem: str | None = None,
+) -> list[Path]:
+    """:func:`reconstruct_file` with a network already loaded (:func:`load_run`); the outputs
+    are named ``stem`` (default: the file's stem)."""
     path = Path(path)
+    stem = path.stem if stem is None else stem
     if not _is_fastmri_layout(path):
         with tempfile.TemporaryDirectory() as tmp:
             from gleam_mri.convert import convert
 
             converted = convert(path, Path(tmp) / f"{path.stem}.h5")
-            return reconstruct_file(ckpt, converted, out_dir, formats, undersample, device)
+            return reconstruct_with_run(
+                run, converted, out_dir, formats, undersample, progress, stem
+            )
     info = inspect_fastmri(path)
     maps = run.cfg.data.maps if info.has_maps else "espirit"
     mask = run.cfg.data.mask if undersample and not info.has_mask else None
     dataset = open_dataset(path, mask, maps, deterministic_masks=True)
     slab = run.cfg.data.slab if info.kind == "3d" else None
     slices = []
+    if progress is not None:
+        progress(0, len(dataset))
     for i in range(len(dataset)):
         batch = dataset[i]
         if slab is not None:  # memory-bounded: one readout slab at a time
@@ -126,8 +149,10 @@ def reconstruct_file(
         else:
             image = _output_crop(reconstruct(run, batch), batch)
         slices.append(batch.denormalize(image.abs().cpu())[0].numpy().astype(np.float32))
+        if progress is not None:
+            progress(i + 1, len(dataset))
     volume = np.stack(slices)  # (S, H, W) in 2D; (S, Z|T, H, W) in 3D / cine
-    return write_outputs(volume, path.stem, out_dir, formats, info.header, info.kind)
+    return write_outputs(volume, stem, out_dir, formats, info.header, info.kind)
 
 
 OUTPUT_FORMATS = ("h5", "nii", "png", "dcm")
