@@ -125,8 +125,7 @@ def create_app(settings: ServeSettings, models: dict[str, LoadedModel] | None = 
             w.start()
         yield
         for w in workers:
-            w.stop()
-        store.close()
+            w.stop()  # the store stays open: the app may be started again (tests)
 
     app = FastAPI(
         title="gleam-mri reconstruction service",

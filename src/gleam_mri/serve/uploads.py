@@ -159,7 +159,8 @@ async def receive_upload(request: Request, folder: Path, max_bytes: int) -> Uplo
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(400, "send the request as multipart/form-data with a boundary")
-    limit = f"the upload is larger than the service's limit of {max_bytes / 2**20:g} MiB"
+    mib = max_bytes / 2**20
+    limit = f"the upload is larger than the service's limit of {mib:.3g} MiB (--max-upload-mb)"
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise UploadError(413, limit)

@@ -9,6 +9,7 @@ job then goes back to the queue).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -63,6 +64,24 @@ def zip_folder(folder: Path, target: Path) -> Path:
     return target
 
 
+def link_under_client_name(folder: Path, job: Job) -> Path:
+    """The stored upload (and a BART header) linked as ``run/<stem><suffix>``: masks are seeded
+    by the file name, so the reconstruction equals ``gleam recon``'s of a file of that name."""
+    run = folder / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    suffix = Path(job.input_name).suffix
+    pairs = [(job.input_name, f"{job.stem}{suffix}")]
+    if suffix == ".cfl":
+        pairs.append(("input.hdr", f"{job.stem}.hdr"))
+    for stored, name in pairs:
+        try:
+            os.link(folder / stored, run / name)
+        except OSError:  # no hard links on this file system
+            shutil.copyfile(folder / stored, run / name)
+    return run / pairs[0][1]
+
+
 class Worker:
     """A thread running the queued jobs of ``models`` (all on one device), oldest first."""
 
@@ -85,7 +104,11 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name="gleam-serve-worker", daemon=True)
 
     def start(self) -> None:
-        """Start the thread."""
+        """Start the thread (again, after :meth:`stop`)."""
+        if self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="gleam-serve-worker", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -145,10 +168,12 @@ class Worker:
         shutil.rmtree(out, ignore_errors=True)  # a rerun after a restart starts clean
         started = time.monotonic()
         state, error = "done", None
+        source = folder / job.input_name
         try:
+            source = link_under_client_name(folder, job)
             reconstruct_with_run(
                 self.models[job.model].run,
-                folder / job.input_name,
+                source,
                 out,
                 formats=tuple(job.formats),
                 undersample=job.undersample,
@@ -164,10 +189,11 @@ class Worker:
             self.store.requeue(job.id)
             return
         except Exception as err:  # the reader's or the network's message
-            state, error = "failed", _message(err, folder / job.input_name, job.file_name)
+            state, error = "failed", _message(err, source, job.file_name)
         finally:
             with self._lock:
                 self._cancelled.discard(job.id)
+            shutil.rmtree(folder / "run", ignore_errors=True)
         seconds = time.monotonic() - started
         if not self.store.finish(job.id, state, error):  # deleted meanwhile
             shutil.rmtree(folder, ignore_errors=True)
