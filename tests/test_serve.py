@@ -170,6 +170,8 @@ def test_bad_requests_get_one_line_4xx(ckpt, scan, tmp_path):
         assert_error(post(url, files=good, data={"model": "nope"}), 400, "unknown model 'nope'")
         assert_error(post(url, files=good, data={"formats": "h5,jpg"}), 400, "formats 'h5,jpg'")
         assert_error(post(url, files=good, data={"undersample": "maybe"}), 400, "undersample")
+        twice = {"formats": ["h5", "nii"], "comment": ["a", "b"]}  # unknown fields: ignored
+        assert_error(post(url, files=good, data=twice), 400, "'formats' is given twice")
         assert_error(post(url, content=b"{}"), 400, "multipart/form-data")
         bad = b"--xx\r\nContent-Disposition: form-data; name=file\r\n\r\nabc"  # no closing
         headers = {"content-type": "multipart/form-data; boundary=xx"}

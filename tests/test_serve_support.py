@@ -49,7 +49,11 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
 def tiny_scans(folder: Path, n: int = 1, slices: int = 2, shape=(32, 24)) -> list[Path]:
     """``n`` fully sampled fastMRI-layout 2D files of ``slices`` slices, 3 coils."""
     spec = SyntheticSpec(
-        n_volumes=n, slices_per_volume=slices, shape=shape, n_coils=3, seed=3,
+        n_volumes=n,
+        slices_per_volume=slices,
+        shape=shape,
+        n_coils=3,
+        seed=3,
         splits={"test": 1.0},
     )
     written = write_synthetic_dataset(folder, spec, progress=False)

@@ -16,7 +16,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-FILE_PARTS = ("file", "header")
+KNOWN_PARTS = ("file", "header", "model", "formats", "undersample")
 MAX_FIELD_BYTES = 64 * 1024
 SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
@@ -101,6 +101,8 @@ class _PartSink:
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get("content-disposition", ""))
         name = params.get(b"name", b"").decode("utf-8", "replace")
+        if name not in KNOWN_PARTS:
+            return  # other fields are ignored (their data is dropped)
         if name in self.upload.sizes or name in self.upload.fields:
             raise UploadError(400, f"the field {name!r} is given twice")
         self._name = name
