@@ -12,8 +12,8 @@ arithmetic is that of a trained one) to a temporary folder, then times, for the 
 - in-process, loaded once: :func:`reconstruct_with_run` per file with the network loaded once
   (the compute the service cannot avoid);
 - the service: a ``gleam serve`` subprocess on a loopback port (``--device cpu``), ``--clients``
-  client threads over real HTTP, each taking files from a shared list: upload, poll every 20 ms
-  until done, download the HDF5. Wall time from the first upload to the last download.
+  client threads over real HTTP, each taking files from a shared list: upload, poll every ``--poll``
+  seconds (0.1) until done, download the HDF5. Wall time from the first upload to the last download.
 
 Every path writes HDF5 only; the service's results are checked equal to the in-process ones.
 Prints a markdown table (files/s and the ratio to in-process, loaded once).
@@ -88,7 +88,9 @@ def start_service(ckpt: Path, data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise TimeoutError("gleam serve did not start")
 
 
-def through_service(url: str, files: list[Path], clients: int) -> tuple[float, list, dict]:
+def through_service(
+    url: str, files: list[Path], clients: int, poll: float
+) -> tuple[float, list, dict]:
     """Wall seconds, per-file latencies and results with ``clients`` concurrent clients."""
     todo: queue.Queue[Path] = queue.Queue()
     for f in files:
@@ -106,7 +108,7 @@ def through_service(url: str, files: list[Path], clients: int) -> tuple[float, l
                 r = http.post("/v1/reconstructions", files={"file": (path.name, path.read_bytes())})
                 job = r.json()
                 while job["state"] not in ("done", "failed"):
-                    time.sleep(0.02)
+                    time.sleep(poll)
                     job = http.get(f"/v1/reconstructions/{job['id']}").json()
                 if job["state"] == "failed":
                     errors.append(job["error"])
@@ -136,6 +138,7 @@ def main() -> None:
     parser.add_argument("--unrolls", type=int, default=4)
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between job polls")
     parser.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the service runs with OMP_NUM_THREADS=1 too
@@ -165,8 +168,8 @@ def main() -> None:
         once_s = time.perf_counter() - t0
         proc, url = start_service(ckpt, root / "serve")
         try:
-            through_service(url, files[:1], 1)  # warm-up
-            serve_s, latencies, results = through_service(url, files, args.clients)
+            through_service(url, files[:1], 1, args.poll)  # warm-up
+            serve_s, latencies, results = through_service(url, files, args.clients, args.poll)
         finally:
             proc.terminate()
             proc.wait(30)
