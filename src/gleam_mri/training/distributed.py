@@ -51,7 +51,13 @@ def process_group(device: str, peer_timeout: float) -> Iterator[torch.device]:
     timeout = timedelta(seconds=max(60.0, 2 * peer_timeout))
     if cuda:  # NCCL's work.wait(timeout) blocks and raises only in blocking-wait mode (untested)
         os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    backend = "nccl" if cuda else "gloo"
+    store = _restart_store(timeout)
+    if store is None:
+        dist.init_process_group(backend, timeout=timeout)
+    else:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     try:
         if cuda:
             local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -61,6 +67,26 @@ def process_group(device: str, peer_timeout: float) -> Iterator[torch.device]:
             yield torch.device("cpu")
     finally:
         dist.destroy_process_group()
+
+
+def _restart_store(timeout: timedelta) -> dist.Store | None:
+    """The rendezvous store of this attempt, under torchrun's shared agent store; else ``None``.
+
+    torchrun (``TORCHELASTIC_USE_AGENT_STORE=True``, the default) hands every attempt of the
+    worker group the same TCPStore, and the default group's keys carry no attempt number: after
+    a restart a worker can read a peer's address from the previous attempt and fail with "Gloo
+    connectFullMesh failed ... Connection refused". A prefix per attempt keeps them apart.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        int(os.environ["WORLD_SIZE"]),
+        is_master=False,
+        timeout=timeout,
+    )
+    return dist.PrefixStore(f"gleam/attempt{elastic_restart()}", client)
 
 
 def gather_to_first(obj: Any) -> list[Any] | None:
