@@ -20,14 +20,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: $(VENV)/.installed
 	$(VENV)/bin/gleam demo --out $(DEMO_DIR)
 
+# The Java client is built and tested first (clients/java/build.sh installs OpenJDK 17, JUnit 5
+# and Jackson from Debian's packages when javac is missing); its jar is used by the pytest suite.
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks fuzz
+	$(VENV)/bin/ruff format --check src tests benchmarks fuzz
+	bash clients/java/build.sh
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks fuzz
+	$(VENV)/bin/ruff format src tests benchmarks fuzz
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache clients/java/target
