@@ -1,37 +1,22 @@
 package org.gleammri.client;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.InputStream;
-import java.net.ConnectException;
 import java.net.URI;
-import java.net.URLDecoder;
 import java.net.URLEncoder;
-import java.net.http.HttpClient;
-import java.net.http.HttpConnectTimeoutException;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.net.http.HttpTimeoutException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import java.util.stream.Collectors;
-import java.util.zip.ZipEntry;
-import java.util.zip.ZipInputStream;
 
 /**
  * A client of the reconstruction service {@code gleam serve} (API: {@code docs/service.md}).
@@ -50,31 +35,16 @@ import java.util.zip.ZipInputStream;
  * local files. Instances are thread-safe.
  */
 public final class GleamClient {
-    static final ObjectMapper JSON = new ObjectMapper()
-            .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
-            .configure(DeserializationFeature.READ_UNKNOWN_ENUM_VALUES_USING_DEFAULT_VALUE, true);
-    private static final String USER_AGENT = "gleam-client-java/0.1";
-
-    private final URI base;
-    private final String token;
-    private final Duration requestTimeout;
+    private final Transport transport;
     private final Duration awaitTimeout;
     private final Duration pollInterval;
     private final Duration retryWindow;
-    private final HttpClient http;
 
     private GleamClient(Builder b) {
-        this.base = b.base;
-        this.token = b.token;
-        this.requestTimeout = b.requestTimeout;
+        this.transport = new Transport(b.base, b.token, b.connectTimeout, b.requestTimeout);
         this.awaitTimeout = b.awaitTimeout;
         this.pollInterval = b.pollInterval;
         this.retryWindow = b.retryWindow;
-        this.http = HttpClient.newBuilder()
-                .version(HttpClient.Version.HTTP_1_1)
-                .connectTimeout(b.connectTimeout)
-                .followRedirects(HttpClient.Redirect.NEVER)
-                .build();
     }
 
     /**
@@ -87,18 +57,18 @@ public final class GleamClient {
 
     /** The service's root URL, without {@code /v1}. */
     public URI serverUrl() {
-        return base;
+        return transport.base();
     }
 
     /** {@code GET /healthz}: {@code "ok"} when the service is up. */
     public String health() throws IOException, InterruptedException {
-        JsonNode node = getJson("/healthz", JsonNode.class);
+        JsonNode node = transport.getJson("/healthz", JsonNode.class);
         return node.path("status").asText("");
     }
 
     /** {@code GET /v1/models}: the models the service has loaded. */
     public List<ModelInfo> models() throws IOException, InterruptedException {
-        ModelList list = getJson("/v1/models", ModelList.class);
+        ModelList list = transport.getJson("/v1/models", ModelList.class);
         return list.models == null ? List.of() : List.copyOf(list.models);
     }
 
@@ -121,15 +91,16 @@ public final class GleamClient {
         }
         body.field("formats", options.formats().stream().map(Format::wireName).collect(Collectors.joining(",")));
         body.field("undersample", Boolean.toString(options.undersample()));
-        HttpRequest.Builder request = request("/v1/reconstructions")
+        String what = "POST /v1/reconstructions";
+        HttpRequest.Builder request = transport.request("/v1/reconstructions")
                 .header("Content-Type", body.contentType())
                 .POST(body.build());
-        return parse(send(request, "POST /v1/reconstructions"), Job.class, "POST /v1/reconstructions");
+        return Transport.parse(transport.send(request, what), Job.class, what);
     }
 
     /** {@code GET /v1/reconstructions/{id}}: the job now. */
     public Job job(String jobId) throws IOException, InterruptedException {
-        return getJson(jobPath(jobId), Job.class);
+        return transport.getJson(jobPath(jobId), Job.class);
     }
 
     /** {@link #await(String, ProgressListener)} without a listener. */
@@ -184,7 +155,7 @@ public final class GleamClient {
                     String where = last == null ? "" : " (" + last.state() + ", "
                             + last.progressOrZero().done() + "/" + last.progressOrZero().total() + ")";
                     throw new GleamTimeoutException("job " + jobId + " not finished after "
-                            + seconds(awaitTimeout) + where, null);
+                            + Transport.seconds(awaitTimeout) + where, null);
                 }
                 sleep = Math.min(sleep, left);
             }
@@ -204,30 +175,19 @@ public final class GleamClient {
     public Path download(String jobId, Format format, Path target) throws IOException, InterruptedException {
         String path = jobPath(jobId) + "/result?format=" + format.wireName();
         String what = "GET " + path;
-        HttpResponse<InputStream> response = send(request(path).GET(), HttpResponse.BodyHandlers.ofInputStream(), what);
+        HttpResponse<InputStream> response =
+                transport.send(transport.request(path).GET(), HttpResponse.BodyHandlers.ofInputStream(), what);
         try (InputStream in = response.body()) {
             if (response.statusCode() != 200) {
-                throw error(response.statusCode(), in.readAllBytes(), what, response);
+                throw Transport.error(response.statusCode(), in.readAllBytes(), what, response);
             }
             Path file = target;
             if (Files.isDirectory(target)) {
-                String name = fileName(response.headers().firstValue("Content-Disposition").orElse(""))
+                String name = ResultFiles.fileName(response.headers().firstValue("Content-Disposition").orElse(""))
                         .orElse(jobId + format.suffix());
                 file = target.resolve(name);
             }
-            Path parent = file.toAbsolutePath().getParent();
-            Files.createDirectories(parent);
-            Path tmp = Files.createTempFile(parent, "." + file.getFileName(), ".part");
-            try {
-                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
-                moveInto(tmp, file);
-            } catch (IOException e) {
-                Files.deleteIfExists(tmp);
-                if (e instanceof FileSystemException) {
-                    throw e;
-                }
-                throw new GleamConnectionException(what + ": download interrupted: " + e.getMessage(), e);
-            }
+            ResultFiles.write(in, file, what);
             return file;
         }
     }
@@ -235,7 +195,7 @@ public final class GleamClient {
     /** {@code DELETE /v1/reconstructions/{id}}: the job and its files are gone (a running job is cancelled). */
     public void delete(String jobId) throws IOException, InterruptedException {
         String path = jobPath(jobId);
-        send(request(path).DELETE(), "DELETE " + path);
+        transport.send(transport.request(path).DELETE(), "DELETE " + path);
     }
 
     /** {@link #reconstruct(Path, ReconOptions, Path, ProgressListener)} without a listener. */
@@ -265,7 +225,7 @@ public final class GleamClient {
                 Path zip = Files.createTempFile(outDir, "." + stem + "_dicom", ".zip.part");
                 try {
                     download(job.id(), format, zip);
-                    written.add(unzip(zip, outDir.resolve(stem + "_dicom")));
+                    written.add(ResultFiles.unzip(zip, outDir.resolve(stem + "_dicom")));
                 } finally {
                     Files.deleteIfExists(zip);
                 }
@@ -303,137 +263,6 @@ public final class GleamClient {
             throw new IllegalArgumentException("a job id is needed");
         }
         return "/v1/reconstructions/" + URLEncoder.encode(jobId, StandardCharsets.UTF_8).replace("+", "%20");
-    }
-
-    private HttpRequest.Builder request(String path) {
-        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(base + path))
-                .timeout(requestTimeout)
-                .header("User-Agent", USER_AGENT)
-                .header("Accept", "application/json");
-        if (token != null) {
-            b.header("Authorization", "Bearer " + token);
-        }
-        return b;
-    }
-
-    private <T> T getJson(String path, Class<T> type) throws IOException, InterruptedException {
-        return parse(send(request(path).GET(), "GET " + path), type, "GET " + path);
-    }
-
-    private HttpResponse<byte[]> send(HttpRequest.Builder request, String what)
-            throws IOException, InterruptedException {
-        HttpResponse<byte[]> response = send(request, HttpResponse.BodyHandlers.ofByteArray(), what);
-        if (response.statusCode() / 100 != 2) {
-            throw error(response.statusCode(), response.body(), what, response);
-        }
-        return response;
-    }
-
-    private <T> HttpResponse<T> send(HttpRequest.Builder request, HttpResponse.BodyHandler<T> handler, String what)
-            throws IOException, InterruptedException {
-        try {
-            return http.send(request.build(), handler);
-        } catch (HttpConnectTimeoutException e) {
-            throw new GleamTimeoutException(what + ": could not connect to " + base + " within the connect timeout", e);
-        } catch (HttpTimeoutException e) {
-            throw new GleamTimeoutException(what + ": no answer from " + base + " within " + seconds(requestTimeout), e);
-        } catch (ConnectException e) {
-            String why = e.getMessage() == null || e.getMessage().isBlank() ? "connection refused" : e.getMessage();
-            throw new GleamConnectionException("cannot reach the service at " + base + " (" + why + ")", e);
-        } catch (FileSystemException e) {
-            throw e; // a local file (the upload) could not be read
-        } catch (IOException e) {
-            throw new GleamConnectionException(what + ": connection to " + base + " failed: " + e.getMessage(), e);
-        }
-    }
-
-    private static <T> T parse(HttpResponse<byte[]> response, Class<T> type, String what) throws GleamException {
-        try {
-            return JSON.readValue(response.body(), type);
-        } catch (IOException e) {
-            throw new GleamException(what + ": the answer is not what the API describes: " + e.getMessage(), e);
-        }
-    }
-
-    private static GleamApiException error(int status, byte[] body, String what, HttpResponse<?> response) {
-        return GleamApiException.of(status, detail(status, body), what, response.headers().firstValue("Retry-After"));
-    }
-
-    /** The {@code detail} of an error body; the body itself (shortened) when it is not the service's JSON. */
-    static String detail(int status, byte[] body) {
-        try {
-            JsonNode detail = JSON.readTree(body).get("detail");
-            if (detail != null && !detail.isNull()) {
-                return detail.isTextual() ? detail.asText() : detail.toString();
-            }
-        } catch (JsonProcessingException | RuntimeException e) {
-            // not JSON: a proxy's page, say
-        } catch (IOException e) {
-            // not reachable for a byte array
-        }
-        String text = new String(body, StandardCharsets.UTF_8).strip().replaceAll("\\s+", " ");
-        if (text.isEmpty()) {
-            return "HTTP " + status + " without a message";
-        }
-        return text.length() > 300 ? text.substring(0, 300) + "..." : text;
-    }
-
-    private static final Pattern FILENAME_STAR = Pattern.compile("filename\\*\\s*=\\s*(?:UTF-8|utf-8)''([^;]+)");
-    private static final Pattern FILENAME = Pattern.compile("filename\\s*=\\s*(?:\"([^\"]*)\"|([^;\\s]+))");
-
-    /** The file name of a {@code Content-Disposition}, reduced to a plain name (no folders). */
-    static Optional<String> fileName(String disposition) {
-        String name = null;
-        Matcher star = FILENAME_STAR.matcher(disposition);
-        if (star.find()) {
-            name = URLDecoder.decode(star.group(1).trim(), StandardCharsets.UTF_8);
-        } else {
-            Matcher plain = FILENAME.matcher(disposition);
-            if (plain.find()) {
-                name = plain.group(1) != null ? plain.group(1) : plain.group(2);
-            }
-        }
-        if (name == null) {
-            return Optional.empty();
-        }
-        name = name.substring(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1).strip();
-        if (name.isEmpty() || name.equals(".") || name.equals("..")) {
-            return Optional.empty();
-        }
-        return Optional.of(name);
-    }
-
-    private static void moveInto(Path tmp, Path file) throws IOException {
-        try {
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
-
-    /** Extracts {@code zip} into {@code dir} (created; same-named files replaced); entries leaving it are refused. */
-    static Path unzip(Path zip, Path dir) throws IOException {
-        Path root = dir.toAbsolutePath().normalize();
-        Files.createDirectories(root);
-        try (ZipInputStream in = new ZipInputStream(Files.newInputStream(zip))) {
-            for (ZipEntry entry; (entry = in.getNextEntry()) != null; ) {
-                Path target = root.resolve(entry.getName()).normalize();
-                if (!target.startsWith(root) || target.equals(root)) {
-                    throw new GleamException("the DICOM zip holds an entry outside its folder: " + entry.getName());
-                }
-                if (entry.isDirectory()) {
-                    Files.createDirectories(target);
-                } else {
-                    Files.createDirectories(target.getParent());
-                    Files.copy(in, target, StandardCopyOption.REPLACE_EXISTING);
-                }
-            }
-        }
-        return dir;
-    }
-
-    private static String seconds(Duration d) {
-        return String.format(Locale.ROOT, "%.3g s", d.toMillis() / 1000.0);
     }
 
     /** Settings of a {@link GleamClient}. */

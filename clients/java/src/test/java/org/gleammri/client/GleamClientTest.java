@@ -338,18 +338,18 @@ class GleamClientTest {
     @Test
     void errorDetailsOfOtherBodies() {
         assertEquals("[{\"msg\":\"field required\"}]",
-                GleamClient.detail(422, "{\"detail\": [{\"msg\": \"field required\"}]}".getBytes()));
-        assertEquals("HTTP 502 without a message", GleamClient.detail(502, new byte[0]));
-        assertEquals("Bad Gateway", GleamClient.detail(502, "  Bad\n  Gateway ".getBytes()));
+                Transport.detail(422, "{\"detail\": [{\"msg\": \"field required\"}]}".getBytes()));
+        assertEquals("HTTP 502 without a message", Transport.detail(502, new byte[0]));
+        assertEquals("Bad Gateway", Transport.detail(502, "  Bad\n  Gateway ".getBytes()));
     }
 
     @Test
     void contentDispositionNames() {
-        assertEquals(Optional.of("a.nii.gz"), GleamClient.fileName("attachment; filename=\"a.nii.gz\""));
-        assertEquals(Optional.of("ü.h5"), GleamClient.fileName("attachment; filename*=utf-8''%C3%BC.h5; filename=\"u.h5\""));
-        assertEquals(Optional.of("passwd"), GleamClient.fileName("attachment; filename=\"../../etc/passwd\""));
-        assertEquals(Optional.empty(), GleamClient.fileName("attachment; filename=\"..\""));
-        assertEquals(Optional.empty(), GleamClient.fileName("attachment"));
+        assertEquals(Optional.of("a.nii.gz"), ResultFiles.fileName("attachment; filename=\"a.nii.gz\""));
+        assertEquals(Optional.of("ü.h5"), ResultFiles.fileName("attachment; filename*=utf-8''%C3%BC.h5; filename=\"u.h5\""));
+        assertEquals(Optional.of("passwd"), ResultFiles.fileName("attachment; filename=\"../../etc/passwd\""));
+        assertEquals(Optional.empty(), ResultFiles.fileName("attachment; filename=\"..\""));
+        assertEquals(Optional.empty(), ResultFiles.fileName("attachment"));
     }
 
     @Test
