@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import h5py
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -101,7 +102,6 @@ def test_reconstruct_equals_gleam_recon(service, tmp_path):
     atol = 1e-6 * float(np.abs(expected).max())
     np.testing.assert_allclose(image, expected, rtol=1e-5, atol=atol)
 
-    nib = pytest.importorskip("nibabel")
     got_nii, want_nii = nib.load(nii), nib.load(ref / nii.name)
     assert got_nii.shape == want_nii.shape
     np.testing.assert_allclose(got_nii.affine, want_nii.affine)
