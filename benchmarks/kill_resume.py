@@ -4,10 +4,12 @@ uninterrupted run (CPU, one thread per process).
 
     python benchmarks/kill_resume.py train --kills 20 --seed 14
     python benchmarks/kill_resume.py study --kills 10 --seed 3
+    python benchmarks/kill_resume.py adapt --kills 10 --seed 5
     python benchmarks/kill_resume.py elastic --kill-step 4
 
-``train`` / ``study``: :func:`gleam_mri.training.random_kills.kill_and_resume` (kill moments:
-inside checkpoint writes, anywhere in a step, during start-up). ``elastic``: ``torchrun
+``train`` / ``study`` / ``adapt``: :func:`gleam_mri.training.random_kills.kill_and_resume` (kill
+moments: inside checkpoint writes, anywhere in a step, during start-up); ``adapt`` compares the
+kept weights (``adapt.pt``), the validation history and the reconstruction. ``elastic``: ``torchrun
 --max-restarts 1`` with 2 gloo stages, staleness 0; stage 1's process is SIGKILLed (or SIGSTOPped
 with ``--hang``) once it checkpointed ``--kill-step``. Prints one result line per run.
 """
@@ -15,6 +17,7 @@ with ``--hang``) once it checkpointed ``--kill-step``. Prints one result line pe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+import numpy as np  # noqa: E402
 
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset  # noqa: E402
 from gleam_mri.training.random_kills import compare_runs, kill_and_resume  # noqa: E402
@@ -53,9 +58,50 @@ def study_command(data: Path, out: Path, steps: int) -> list[str]:
     return cmd
 
 
+def adapt_command(scan: Path, out: Path, steps: int, resume: bool) -> list[str]:
+    mask = "{name: random, center_fractions: [0.16], accelerations: [4]}"
+    cmd = [sys.executable, "-m", "gleam_mri.cli", "adapt", str(scan), "-o", str(out), "--quiet"]
+    cmd += ["--mask", mask, "--steps", str(steps), "--val-every", "1", "--patience", "1000"]
+    cmd += ["--formats", "h5", "--device", "cpu"]
+    for s in ["model.features=4", "model.unrolls=2", "model.blocks=1", "model.dc.cg_iters=3"]:
+        cmd += ["--set", s]
+    return [*cmd, "--resume"] if resume else cmd
+
+
+def compare_adapted(reference: Path, other: Path) -> list[str]:
+    """Differences between two ``gleam adapt`` outputs: kept weights, history, reconstruction."""
+    import h5py
+    import torch
+
+    from gleam_mri.training.checkpoint import load_checkpoint
+
+    a, b = load_checkpoint(reference / "adapt.pt"), load_checkpoint(other / "adapt.pt")
+    problems = [
+        f"adapt.pt {k} differs"
+        for k in a["model"]
+        if not torch.equal(a["model"][k], b["model"].get(k))
+    ]
+    ra = json.loads((reference / "adapt.json").read_text())
+    rb = json.loads((other / "adapt.json").read_text())
+    problems += [] if ra["history"] == rb["history"] else ["validation history differs"]
+    for h5 in sorted(reference.glob("*.h5")):
+        with h5py.File(h5) as f, h5py.File(other / h5.name) as g:
+            if not np.array_equal(f["reconstruction"][()], g["reconstruction"][()]):
+                problems.append(f"{h5.name}: reconstruction differs")
+    return problems
+
+
 def random_kills(args: argparse.Namespace, work: Path, data: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if args.target == "train":
+    compare = compare_runs
+    if args.target == "adapt":
+        steps = args.steps or 60
+        scan = sorted(data.rglob("*.h5"))[0]
+        compare = compare_adapted
+
+        def command(out: Path, attempt: int) -> list[str]:
+            return adapt_command(scan, out, steps, attempt > 0)
+    elif args.target == "train":
         steps = args.steps or 200
 
         def command(out: Path, attempt: int) -> list[str]:
@@ -79,12 +125,17 @@ def random_kills(args: argparse.Namespace, work: Path, data: Path) -> None:
         startup_delay=args.startup_delay,
         log=print if args.verbose else None,
     )
-    diffs = compare_runs(work / "ref", out)
+    diffs = compare(work / "ref", out)
     print(f"{args.target}: {report.summary()}; uninterrupted run {ref_s:.1f} s")
     print(f"  checkpoint steps after each kill: {report.steps}")
     same = "bit-identical" if not diffs else f"DIFFERENT: {diffs[:5]}"
     ok = report.kills == args.kills and report.ok and not diffs
-    print(f"  final parameters and optimizer state vs uninterrupted: {same}")
+    what = (
+        "kept weights, history and image"
+        if args.target == "adapt"
+        else "parameters and optimizer state"
+    )
+    print(f"  final {what} vs uninterrupted: {same}")
     print(f"  RESULT: {report.kills}/{args.kills} kills resumed, {'PASS' if ok else 'FAIL'}")
 
 
@@ -113,7 +164,7 @@ def elastic(args: argparse.Namespace, work: Path, data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=["train", "study", "elastic"])
+    parser.add_argument("target", choices=["train", "study", "adapt", "elastic"])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--steps", type=int, default=None, help="training steps of the run")

@@ -195,3 +195,53 @@ def test_adapt_3d_in_slabs_and_cine(kind, shape, mask, extra, tmp_path):
         == 0
     )
     assert (again / f"{source.stem}.h5").exists()
+
+
+def _adapt_args(source: Path, out: Path, *extra: str) -> list[str]:
+    args = ["adapt", str(source), "-o", str(out), "--mask", MASK, "--steps", "8"]
+    return [*args, "--val-every", "2", "--patience", "50", "--formats", "h5", "--quiet", *extra]
+
+
+def test_interrupted_adapt_resumes_to_identical_weights_and_image(
+    synthetic_2d, tmp_path, monkeypatch, capsys
+):
+    from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, state_path
+
+    straight = tmp_path / "straight"
+    assert cli.main([*_adapt_args(synthetic_2d, straight), *_sets()]) == 0
+    assert not state_path(straight).exists()  # removed once the outputs are written
+
+    saves, original = [], AdaptCheckpoint.save
+
+    def save_then_die(self, progress, *rest):
+        original(self, progress, *rest)
+        saves.append(progress.step)
+        if len(saves) == 2:  # killed right after the state of step 4 was written
+            raise KeyboardInterrupt
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(AdaptCheckpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main([*_adapt_args(synthetic_2d, out), *_sets()])
+    monkeypatch.setattr(AdaptCheckpoint, "save", original)
+    assert saves == [2, 4] and load_checkpoint(state_path(out))["step"] == 4
+
+    # without --resume nothing is overwritten; with other options the state is refused
+    assert cli.main([*_adapt_args(synthetic_2d, out), *_sets()]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main([*_adapt_args(synthetic_2d, out, "--resume", "--seed", "5"), *_sets()]) == 2
+    assert "options" in capsys.readouterr().err and state_path(out).exists()
+
+    assert cli.main([*_adapt_args(synthetic_2d, out, "--resume"), *_sets()]) == 0
+    a, b = load_checkpoint(straight / "adapt.pt"), load_checkpoint(out / "adapt.pt")
+    assert a["step"] == b["step"] and a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    ref = json.loads((straight / "adapt.json").read_text())
+    got = json.loads((out / "adapt.json").read_text())
+    assert got["history"] == ref["history"] and got["memory_bytes"] == ref["memory_bytes"]
+    with (
+        h5py.File(straight / f"{synthetic_2d.stem}.h5") as f,
+        h5py.File(out / f"{synthetic_2d.stem}.h5") as g,
+    ):
+        np.testing.assert_array_equal(f["reconstruction"][()], g["reconstruction"][()])
+    assert not state_path(out).parent.exists()

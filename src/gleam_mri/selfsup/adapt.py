@@ -30,6 +30,7 @@ from gleam_mri.config import Config, config_from_dict, config_to_dict
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.devices import resolve_device
 from gleam_mri.schema import at_least
+from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, Progress
 from gleam_mri.selfsup.data import with_split
 from gleam_mri.selfsup.loss import KspaceLoss
 from gleam_mri.selfsup.scan import Scan, volume_mask
@@ -171,12 +172,15 @@ def adapt(
     options: AdaptOptions,
     initial: dict | None = None,
     progress: bool = True,
+    checkpoint: AdaptCheckpoint | None = None,
+    resume: bool = False,
 ) -> AdaptResult:
     """Train ``cfg``'s network on ``scan`` alone and reconstruct it (module docstring).
 
     ``initial``: ``{"kind", "model"}`` weights to start from (fine-tuning), else a fresh network
-    seeded by ``cfg.train.seed``. Raises ``ValueError`` when ``initial`` was trained on another
-    kind of data.
+    seeded by ``cfg.train.seed``. ``checkpoint``: where the training state is saved at every
+    validation; with ``resume`` the run continues from it (:mod:`~gleam_mri.selfsup.adapt_resume`).
+    Raises ``ValueError`` when ``initial`` was trained on another kind of data.
     """
     device = resolve_device(cfg.train.device)
     if initial is not None and initial["kind"] != scan.kind:
@@ -191,50 +195,57 @@ def adapt(
     splitter = Splitter(cfg.ssdu.selection, cfg.ssdu.keep_center, cfg.ssdu.keep_calibration)
     splits = Splits(scan.items, options, splitter)
     val_items = splits.validation_items()
-    best = (_validation_loss(strategy, val_items, device), 0)
-    history = [{"step": 0, "val_loss": best[0]}]
-    state = copy.deepcopy(net.state_dict())
-    memory, method, seconds, waited, losses = 0, "", 0.0, 0, []
-    bar = tqdm(total=options.steps, desc="adapting", unit="step", disable=not progress)
-    step = 0
-    for step in range(1, options.steps + 1):
-        batch = splits.training_batch(step - 1).to(device)
+    run = checkpoint.resume(resume, net, strategy) if checkpoint is not None else None
+    if run is None:
+        loss = _validation_loss(strategy, val_items, device)
+        run = Progress(best_loss=loss, best_state=copy.deepcopy(net.state_dict()))
+        run.history.append({"step": 0, "val_loss": loss})
+    losses: list[float] = []
+    bar = tqdm(
+        total=options.steps, initial=run.step, desc="adapting", unit="step", disable=not progress
+    )
+    while not run.finished and run.step < options.steps:
+        batch = splits.training_batch(run.step).to(device)
+        run.step += 1
         started = time.perf_counter()
-        if step == 1:
-            stats, memory, method = measure_step(strategy, batch, device)
+        if run.step == 1:
+            stats, run.memory_bytes, run.memory_method = measure_step(strategy, batch, device)
         else:
             stats = strategy.train_step(batch)
-        seconds += time.perf_counter() - started
+        run.seconds += time.perf_counter() - started
         losses.append(stats["loss"])
         bar.update(1)
-        if step % options.val_every and step != options.steps:
+        if run.step % options.val_every and run.step != options.steps:
             continue
         val_loss = _validation_loss(strategy, val_items, device)
-        history.append({"step": step, "val_loss": val_loss, "train_loss": float(np.mean(losses))})
+        run.history.append(
+            {"step": run.step, "val_loss": val_loss, "train_loss": float(np.mean(losses))}
+        )
         losses = []
-        if val_loss < best[0]:
-            best, waited = (val_loss, step), 0
-            state = copy.deepcopy(net.state_dict())
+        if val_loss < run.best_loss:
+            run.best_loss, run.best_step, run.waited = val_loss, run.step, 0
+            run.best_state = copy.deepcopy(net.state_dict())
         else:
-            waited += 1
-        bar.set_postfix(val=f"{val_loss:.4g}", best=f"{best[0]:.4g}@{best[1]}")
-        if waited >= options.patience:
-            break
+            run.waited += 1
+        bar.set_postfix(val=f"{val_loss:.4g}", best=f"{run.best_loss:.4g}@{run.best_step}")
+        run.finished = run.waited >= options.patience or run.step >= options.steps
+        if checkpoint is not None:
+            checkpoint.save(run, net, strategy, cfg, scan.kind)
     bar.close()
-    net.load_state_dict(state)
+    net.load_state_dict(run.best_state)
     volume = reconstruct_scan(strategy, scan, device)
     return AdaptResult(
         volume=volume,
-        best_step=best[1],
-        steps=step,
-        stopped_early=step < options.steps,
-        history=history,
-        train_seconds=seconds,
-        memory_bytes=memory,
-        memory_method=method,
+        best_step=run.best_step,
+        steps=run.step,
+        stopped_early=run.step < options.steps,
+        history=run.history,
+        train_seconds=run.seconds,
+        memory_bytes=run.memory_bytes,
+        memory_method=run.memory_method,
         strategy=cfg.strategy.name,
         config=cfg,
-        state=state,
+        state=run.best_state,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ training stops when it no longer improves. The final image uses every measured s
 without coil maps get ESPIRiT maps from their calibration region. Starts from scratch (a MoDL
 network trained greedily, GLEAM) or fine-tunes a gleam train checkpoint (--init). Also writes
 OUT/adapt.pt (a checkpoint gleam recon reads) and OUT/adapt.json (the kept step, the validation
-curve, time and the peak memory of a training step)."""
+curve, time and the peak memory of a training step). The training state is saved at every
+validation in OUT/adapt-train/last.pt (removed once the outputs are written): a run that was
+killed continues with --resume and ends as if it had not been interrupted."""
 
 
 def add_parser(sub: Any) -> None:
@@ -89,6 +91,11 @@ def add_parser(sub: Any) -> None:
         "--formats", default="h5,nii,png", help="comma-separated: h5, nii, png, dcm (DICOM)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT/adapt-train/last.pt (same input and options)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command)
 
@@ -157,6 +164,7 @@ def run_command(args: argparse.Namespace) -> int:
 def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     from gleam_mri.inference import write_outputs
     from gleam_mri.selfsup.adapt import adapt, save_adapted
+    from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, state_path
     from gleam_mri.selfsup.scan import load_scan
 
     scan = load_scan(path, mask_spec, args.slab, args.overlap)
@@ -164,10 +172,19 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
         f"{args.input}: {scan.kind}, {len(scan.items)} item(s) of k-space "
         f"{tuple(scan.items[0].kspace.shape[1:])}, {scan.measured_fraction:.1%} measured"
     )
-    result = adapt(scan, cfg, options, initial, progress=not args.quiet)
+    identity = {
+        "input": str(Path(args.input).resolve()),
+        "config": config_to_dict(cfg),
+        "options": asdict(options),
+        "mask": mask_spec,
+        "slab": [args.slab, args.overlap],
+    }
+    checkpoint = AdaptCheckpoint(state_path(args.out), identity)
+    result = adapt(scan, cfg, options, initial, not args.quiet, checkpoint, args.resume)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     written = write_outputs(result.volume, stem, args.out, formats, scan.header, scan.kind)
     written += save_adapted(result, scan, args.out, str(args.input))
+    checkpoint.remove()  # the run is complete: adapt.pt holds what it kept
     best = next(h for h in result.history if h["step"] == result.best_step)
     why = "stopped early: no better validation" if result.stopped_early else "step limit"
     print(
