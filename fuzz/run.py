@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-limit-mb", type=int, default=2048, help="memory bound (MB)")
     parser.add_argument("--keep", action="store_true", help="add new inputs to fuzz/corpus")
     parser.add_argument("--shared-seeds", action="store_true", help="also seed from ../shared")
-    parser.add_argument("--artifacts", type=Path, default=Path("fuzz-artifacts"))
+    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
     names = targets() if args.targets == ["all"] else args.targets

@@ -29,10 +29,20 @@ def detect_format(path: str | Path) -> str:
     if path.suffix == ".dat":
         return "twix"
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as hf:
-            if "dataset" in hf:
+        try:
+            hf = h5py.File(path, "r")
+        except OSError as err:
+            raise FastMRIFormatError(
+                path, f"an HDF5 file that cannot be opened (truncated or corrupt): {err}"
+            ) from err
+        with hf:
+            try:
+                has_dataset, has_kspace = "dataset" in hf, "kspace" in hf
+            except (OSError, RuntimeError, KeyError) as err:
+                raise FastMRIFormatError(path, f"corrupt HDF5 file: {err}") from err
+            if has_dataset:
                 return "ismrmrd"
-            if "kspace" in hf:
+            if has_kspace:
                 raise FastMRIFormatError(path, "already in the fastMRI layout: nothing to convert")
     raise FastMRIFormatError(
         path, "not a recognised raw-data file (ISMRMRD .h5, Siemens twix .dat or BART .cfl/.hdr)"

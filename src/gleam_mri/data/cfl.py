@@ -25,6 +25,7 @@ import numpy as np
 
 from gleam_mri.atomic import atomic_path
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
+from gleam_mri.data.limits import check_array_size
 
 BART_DIMS: tuple[str, ...] = (
     "READ",
@@ -118,10 +119,10 @@ def read_cfl(base_path: str | Path) -> np.ndarray:
     """
     base = _base(base_path)
     dims = read_cfl_header(base)
+    expected = check_array_size(_suffixed(base, ".hdr"), "BART data (complex64)", dims, 8)
     cfl = _suffixed(base, ".cfl")
     if not cfl.is_file():
         raise FastMRIFileNotFoundError(cfl, "BART data file (.cfl) not found")
-    expected = int(np.prod(dims, dtype=np.int64)) * np.dtype(np.complex64).itemsize
     actual = cfl.stat().st_size
     if actual != expected:
         raise CflFormatError(

@@ -43,6 +43,12 @@ import numpy as np
 from gleam_mri.atomic import atomic_path
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
+from gleam_mri.data.limits import (
+    check_array_size,
+    check_hdf5_heaps,
+    check_vlen_sizes,
+    raw_extents,
+)
 
 KINDS = ("2d", "3d", "cine")
 KSPACE_NDIM = {"2d": 4, "3d": 5, "cine": 5}
@@ -258,12 +264,17 @@ def _dataset(hf: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
 
 def _info(hf: h5py.File, path: Path) -> FastMRIInfo:
     try:
-        attrs = {key: _plain(value) for key, value in hf.attrs.items()}
         kspace = _dataset(hf, "kspace", path)
         if kspace is None:
             raise FastMRIFormatError(path, f"no 'kspace' dataset (found {sorted(hf.keys())})")
         target, maps, mask = (_dataset(hf, n, path) for n in ("reconstruction_rss", "maps", "mask"))
+        arrays = [ds for ds in (kspace, target, maps, mask) if ds is not None]
+        check_hdf5_heaps(path, raw_extents(arrays))  # before any variable-length value is read
+        attrs = {key: _plain(value) for key, value in hf.attrs.items()}
         header_ds = _dataset(hf, "ismrmrd_header", path)
+        if header_ds is not None:
+            check_array_size(path, "ismrmrd_header", header_ds.shape, header_ds.dtype.itemsize)
+            check_vlen_sizes(path, "ismrmrd_header", header_ds)
         raw_header = None if header_ds is None else header_ds[()]
     except (OSError, RuntimeError, KeyError) as err:
         raise FastMRIFormatError(path, f"corrupt HDF5 file: {err}") from err
@@ -316,6 +327,14 @@ def read_fastmri(path: str | Path, slices: int | slice | None = None) -> FastMRI
         sel = _selection(slices, info.num_slices, info.path)
         index = slice(sel.start, sel.stop, sel.step)
         where = f" (slices {sel.start}..{sel.stop - 1})" if sel else ""
+        for name, present, out_itemsize in (
+            ("kspace", True, 8), ("maps", info.has_maps, 8),
+            ("reconstruction_rss", info.has_target, 4), ("mask", info.has_mask, 4),
+        ):  # fmt: skip
+            if present:  # refuse what the file claims before reading it
+                ds = hf[name]
+                shape = ds.shape if name == "mask" else (len(sel), *ds.shape[1:])
+                check_array_size(info.path, name, shape, max(ds.dtype.itemsize, out_itemsize))
         try:
             kspace = hf["kspace"][index].astype(np.complex64, copy=False)
             maps = hf["maps"][index].astype(np.complex64, copy=False) if info.has_maps else None

@@ -147,6 +147,10 @@ def parse_ismrmrd_header(xml: bytes | str, source: str | Path | None = None) -> 
         root = ET.fromstring(xml)
     except ET.ParseError as err:
         raise FastMRIFormatError(source, f"ISMRMRD header is not well-formed XML: {err}") from err
+    except (LookupError, ValueError) as err:  # the XML declaration names an unusable encoding
+        raise FastMRIFormatError(
+            source, f"ISMRMRD header declares an encoding that cannot be decoded: {err}"
+        ) from err
     if _local(root.tag) != "ismrmrdHeader":
         raise FastMRIFormatError(
             source, f"ISMRMRD header root is <{_local(root.tag)}>, expected <ismrmrdHeader>"

@@ -49,6 +49,7 @@ import numpy as np
 from gleam_mri.crop import center_crop
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import _find, _local, parse_ismrmrd_header
+from gleam_mri.data.limits import check_array_size, check_hdf5_heaps, check_vlen_sizes
 from gleam_mri.fft import centred_fft
 from gleam_mri.physics.coils import rss
 
@@ -190,7 +191,12 @@ def _set_encoded_x(xml: str, size: int, recon_fov: Any) -> str:
 def _header(hf: h5py.File, path: Path) -> dict[str, Any]:
     if "dataset/xml" not in hf:
         raise FastMRIFormatError(path, "no ISMRMRD header: /dataset/xml is missing")
-    raw = hf["dataset/xml"][()]
+    node = hf["dataset/xml"]
+    if not isinstance(node, h5py.Dataset):
+        raise FastMRIFormatError(path, "/dataset/xml is a group, not the XML header")
+    check_array_size(path, "/dataset/xml", node.shape, node.dtype.itemsize)
+    check_vlen_sizes(path, "/dataset/xml", node)
+    raw = node[()]
     raw = raw.reshape(-1)[0] if isinstance(raw, np.ndarray) and raw.size else raw
     xml = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
     info = parse_ismrmrd_header(xml.encode("utf-8"), source=path)
@@ -268,13 +274,10 @@ def read_ismrmrd_raw(
     """
     path = Path(path)
     with _open(path) as hf:
-        info = _header(hf, path)
-        if "dataset/data" not in hf:
-            raise FastMRIFormatError(path, "no acquisitions: /dataset/data is missing")
-        data = hf["dataset/data"]
-        if data.dtype.names is None or not {"head", "data"} <= set(data.dtype.names):
-            raise FastMRIFormatError(path, "/dataset/data is not an ISMRMRD acquisition table")
-        records = [data[i : i + _CHUNK] for i in range(0, data.shape[0], _CHUNK)]
+        try:
+            info, records = _read_tables(hf, path)
+        except (OSError, RuntimeError, KeyError) as err:  # h5py on damaged HDF5 metadata
+            raise FastMRIFormatError(path, f"corrupt HDF5 file: {err}") from err
     heads_all = np.concatenate([r["head"] for r in records]) if records else None
     samples_all = [s for r in records for s in r["data"]]
     if heads_all is None or heads_all.size == 0:
@@ -283,6 +286,52 @@ def read_ismrmrd_raw(
         path, info, heads_all, samples_all, average, remove_oversampling, include_calibration,
         {"repetition": repetition, "contrast": contrast, "set": set_index},
     )  # fmt: skip
+
+
+_HEAD_FIELDS = (
+    "flags", "number_of_samples", "active_channels", "discard_pre", "discard_post",
+    "center_sample", "encoding_space_ref",
+)  # fmt: skip
+
+
+def _check_head_fields(head: np.dtype, path: Path) -> None:
+    """Raise unless the acquisition header has the integer fields (and counters) read here."""
+
+    def missing(dtype: np.dtype, names: Any) -> list[str]:
+        fields = dtype.fields or {}
+        return [
+            n
+            for n in names
+            if n not in fields or fields[n][0].kind not in "iu" or fields[n][0].shape
+        ]
+
+    if head.fields is None or "idx" not in head.fields or head.fields["idx"][0].fields is None:
+        raise FastMRIFormatError(path, "/dataset/data: acquisition header has no 'idx' counters")
+    bad = missing(head, _HEAD_FIELDS) + [f"idx.{n}" for n in missing(head["idx"], LIMIT_NAMES)]
+    if bad:
+        raise FastMRIFormatError(
+            path, f"/dataset/data: acquisition header lacks integer fields {bad}"
+        )
+
+
+def _read_tables(hf: h5py.File, path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """The parsed header and the acquisition records (in chunks), checked before reading."""
+    check_hdf5_heaps(path)  # before any variable-length value (XML, samples) is read
+    info = _header(hf, path)
+    if "dataset/data" not in hf:
+        raise FastMRIFormatError(path, "no acquisitions: /dataset/data is missing")
+    data = hf["dataset/data"]
+    if (
+        not isinstance(data, h5py.Dataset)
+        or data.ndim != 1
+        or data.dtype.names is None
+        or not {"head", "data"} <= set(data.dtype.names)
+    ):
+        raise FastMRIFormatError(path, "/dataset/data is not an ISMRMRD acquisition table")
+    _check_head_fields(data.dtype["head"], path)
+    check_array_size(path, "/dataset/data", data.shape, data.dtype.itemsize)
+    check_vlen_sizes(path, "/dataset/data", data)
+    return info, [data[i : i + _CHUNK] for i in range(0, data.shape[0], _CHUNK)]
 
 
 def _assemble(
@@ -328,6 +377,8 @@ def _assemble(
     n_slices, n_avg = sizes["slice"][1], sizes["average"][1]
     n_t = z_size if is_3d else sizes["phase"][1]
     n_a = 1 if average else n_avg
+    shape = (n_a, n_slices, n_coils, n_t, x_size, y_size)
+    check_array_size(path, "k-space of the header's matrix and encoding limits", shape, 8)
     acc = np.zeros((n_a, n_slices, n_coils, n_t, x_size, y_size), np.complex64)
     counts = np.zeros((n_a, n_slices, n_t, y_size), np.int32)
     for j, i in enumerate(index):

@@ -27,6 +27,7 @@ Output: :class:`gleam_mri.data.ismrmrd_raw.RawKspace` with ``kspace`` complex64
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import io
 import warnings
@@ -37,6 +38,9 @@ import numpy as np
 
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_raw import RawKspace, remove_readout_oversampling
+from gleam_mri.data.limits import check_array_size
+
+_UNREADABLE = "not a readable Siemens twix file"
 
 
 def _looks_like_twix(path: Path) -> str | None:
@@ -55,6 +59,75 @@ def _looks_like_twix(path: Path) -> str | None:
     return "neither a VB nor a VD/VE twix header at the start of the file"
 
 
+_MAX_STEPS_PAST_END = 100_000  # zero headers twixtools walks past the end of a truncated file
+
+
+def _check_mdb_chain(path: Path, size: int) -> None:
+    """Walk the measurement data blocks as ``twixtools.read_twix`` will, reading headers only, and
+    refuse a chain it would never finish: a block length (DMA length) shorter than a header (0
+    makes it loop forever in place, appending the same block), or a measurement that claims far
+    more bytes than the file has (it steps through the missing bytes 192 at a time)."""
+    from twixtools import hdr_def, mdh_def
+
+    with path.open("rb") as fh:
+        head = fh.read(hdr_def.MultiRaidFileHeader.itemsize)
+        first, second = (int(v) for v in np.frombuffer(head[:8], "<u4"))
+        is_ve = first < 10000 and second <= 64  # twixtools' own test (helpers.idea_version_check)
+        if is_ve:
+            if len(head) < hdr_def.MultiRaidFileHeader.itemsize:
+                return  # twixtools fails on the short header itself
+            raid = np.frombuffer(head, hdr_def.MultiRaidFileHeader)[0]
+            entries = [(int(e["off_"]), int(e["len_"])) for e in raid["entry"][:second]]
+            if second == 1 and entries[0][1] == 0:
+                entries = [(entries[0][0], size - entries[0][0])]
+        else:
+            entries = [(0, size)]
+        header_type = mdh_def.Scan_header if is_ve else mdh_def.VB17_header
+        mdh_size = ctypes.sizeof(header_type)
+        channel_size = ctypes.sizeof(mdh_def.Channel_header)
+        for k, (offset, length) in enumerate(entries):
+            end = offset + length
+            if offset >= size or end >= 2**64:
+                raise FastMRIFormatError(
+                    path,
+                    f"{_UNREADABLE}: measurement {k} at bytes {offset}..{end} lies outside "
+                    f"the file ({size} bytes)",
+                )
+            fh.seek(offset)
+            pos = offset + int.from_bytes(fh.read(4).ljust(4, b"\0"), "little")  # hdr_len
+            dma = None
+            while pos + 128 < end:
+                if pos >= size:  # past the end: twixtools reads zero headers
+                    steps = (end - 128 - pos + 191) // 192 if is_ve else None
+                    if steps is None or steps > _MAX_STEPS_PAST_END:
+                        raise FastMRIFormatError(
+                            path,
+                            f"{_UNREADABLE}: measurement {k} claims {length} bytes from byte "
+                            f"{offset}, but the file ends at {size}",
+                        )
+                    break
+                fh.seek(pos)
+                mdh = header_type.from_buffer_copy(fh.read(mdh_size).ljust(mdh_size, b"\0"))
+                if mdh_def.is_flag_set(mdh, "ACQEND") or mdh_def.is_flag_set(mdh, "SYNCDATA"):
+                    new = int(mdh_def.get_dma_len(mdh))
+                else:
+                    block = 8 * mdh.SamplesInScan + (channel_size if is_ve else mdh_size)
+                    new = (mdh.UsedChannels * block + (mdh_size if is_ve else 0)) % 2**32
+                    data_end = pos + mdh_size + mdh.UsedChannels * block
+                    if is_ve and data_end > size and dma is not None:
+                        new = dma  # twixtools fails on the short block and reuses the last one
+                if new < mdh_size:
+                    raise FastMRIFormatError(
+                        path,
+                        f"{_UNREADABLE}: block at byte {pos} has length {new}, shorter than "
+                        f"its {mdh_size}-byte header",
+                    )
+                if mdh_def.is_flag_set(mdh, "ACQEND"):
+                    break
+                dma = new
+                pos += new
+
+
 def _load(path: Path) -> dict[str, Any]:
     """The last measurement of the file as ``twixtools`` returns it."""
     import twixtools
@@ -64,6 +137,7 @@ def _load(path: Path) -> dict[str, Any]:
     problem = _looks_like_twix(path)
     if problem is not None:
         raise FastMRIFormatError(path, f"not a Siemens twix file: {problem}")
+    _check_mdb_chain(path, path.stat().st_size)
     # twixtools prints progress notes even with verbose=False, and leaves the file open when it
     # fails (the ResourceWarning of that file is silenced here)
     quiet = (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()))
@@ -76,7 +150,7 @@ def _load(path: Path) -> dict[str, Any]:
             del err
             gc.collect()
     if problem is not None:
-        raise FastMRIFormatError(path, f"not a readable Siemens twix file ({problem})")
+        raise FastMRIFormatError(path, f"{_UNREADABLE} ({problem})")
     if not scans or not isinstance(scans[-1], dict) or "mdb" not in scans[-1]:
         raise FastMRIFormatError(path, "not a Siemens twix file: no measurement found")
     return scans[-1]
@@ -132,6 +206,8 @@ def read_twix(
         2 * (int(lines.max()) - centre_lin + 1),
     )
     n_slices = max(m.cSlc for m in scans) + 1
+    shape = (n_slices, n_coils, x_size, y_size)
+    check_array_size(path, "k-space of the protocol's lines and the scans' counters", shape, 8)
     acc = np.zeros((n_slices, n_coils, x_size, y_size), np.complex64)
     counts = np.zeros((n_slices, y_size), np.int32)
     start = x_size // 2 - centre_col

@@ -1,0 +1,244 @@
+"""The memory bound of the readers: arrays whose size a file declares are checked before allocation.
+
+A file from outside (an HDF5 dataset shape, an ISMRMRD header's matrix size and encoding limits,
+a twix protocol's line count, a BART ``.hdr``) may claim an array of any size; a reader that
+allocated what it claims could be made to ask for terabytes by a file of a few bytes. Every reader
+that allocates from declared sizes calls :func:`check_array_size` first, which raises
+:class:`~gleam_mri.data.errors.FastMRIFormatError` naming the file, the array, its claimed shape
+and byte count, and the bound.
+
+The bound is ``GLEAM_MAX_ARRAY_BYTES`` (environment variable, bytes, read on each check): default
+:data:`DEFAULT_MAX_ARRAY_BYTES` = 16 GiB, per array. Raise it for larger volumes (e.g.
+``GLEAM_MAX_ARRAY_BYTES=68719476736`` for 64 GiB); the fuzz harness lowers it to 256 MiB.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gleam_mri.data.errors import FastMRIFormatError
+
+ENV_VAR = "GLEAM_MAX_ARRAY_BYTES"
+DEFAULT_MAX_ARRAY_BYTES = 16 * 2**30  # 16 GiB: far above one real volume, far below a bogus one
+
+
+def max_array_bytes() -> int:
+    """The bound in bytes: ``$GLEAM_MAX_ARRAY_BYTES`` if set (a positive integer), else 16 GiB.
+
+    Raises ``ValueError`` naming the variable when it is set to anything else.
+    """
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT_MAX_ARRAY_BYTES
+    try:
+        bound = int(value)
+    except ValueError:
+        raise ValueError(f"{ENV_VAR} must be a number of bytes, got {value!r}") from None
+    if bound < 1:
+        raise ValueError(f"{ENV_VAR} must be positive, got {bound}")
+    return bound
+
+
+def check_array_size(
+    path: str | Path | None, what: str, shape: Iterable[int], itemsize: int
+) -> int:
+    """Refuse an array a file claims before it is allocated; returns its size in bytes.
+
+    ``shape`` is the claimed shape (Python ints: the product is exact, never overflows) and
+    ``itemsize`` the bytes per element of the largest array the reader makes of it. Raises
+    :class:`FastMRIFormatError` for ``path`` when an axis is negative or the size exceeds
+    :func:`max_array_bytes`.
+    """
+    dims = tuple(int(d) for d in shape)
+    if any(d < 0 for d in dims):
+        raise FastMRIFormatError(path, f"{what} claims a negative size: shape {dims}")
+    nbytes = math.prod(dims) * int(itemsize)
+    bound = max_array_bytes()
+    if nbytes > bound:
+        raise FastMRIFormatError(
+            path,
+            f"{what} claims shape {dims} = {nbytes} bytes, above the limit of {bound} bytes "
+            f"({ENV_VAR})",
+        )
+    return nbytes
+
+
+# ------------------------------------------------------------- HDF5 global heaps (a libhdf5 hang)
+#
+# Variable-length data (strings such as the ``gleam_kind`` attr, ISMRMRD's XML and samples) live in
+# HDF5 "global heap collections" (signature ``GCOL``). libhdf5 (up to 2.0 at least) walks the
+# objects of a collection with ``p = begin + need`` where ``need`` is the size the file states;
+# object 0 (free space) of size 0 gives ``need == 0`` and the walk never ends, inside the C library
+# with the GIL held. The collections are checked here, in Python, before any variable-length value
+# is read; a file is checked once per process (keyed by inode, size and mtime).
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_checked_heaps: dict[tuple[int, int, int, int], None] = {}
+
+
+def _length_size(buf: memoryview) -> int:
+    """The superblock's "size of lengths" (bytes; 8 unless the file says otherwise)."""
+    base = 0
+    while base + 16 <= len(buf):
+        if bytes(buf[base : base + 8]) == _HDF5_SIGNATURE:
+            version = buf[base + 8]
+            size = buf[base + 14] if version < 2 else buf[base + 10]
+            return size if size in (2, 4, 8) else 8
+        base = 512 if base == 0 else 2 * base
+    return 8
+
+
+def _heap_loop_at(buf: memoryview, start: int, length_size: int) -> bool:
+    """Whether libhdf5's walk of the collection at ``start`` would never end (see above)."""
+    header = 8 + length_size  # "GCOL", version, 3 reserved, collection size
+    if start + header > len(buf) or buf[start + 4] != 1:
+        return False  # libhdf5 refuses a truncated collection or another version
+    end = start + int.from_bytes(buf[start + 8 : start + header], "little")
+    if end > len(buf):
+        return False  # libhdf5 refuses to read past the end of the file
+    p = start + header
+    while p < end:
+        if p + header > end:
+            return False  # trailing bytes too short for an object: free space
+        index = int.from_bytes(buf[p : p + 2], "little")
+        size = int.from_bytes(buf[p + 8 : p + header], "little")
+        need = header + (size + 7) // 8 * 8 if index > 0 else size
+        if need == 0:
+            return True
+        if p + need > end:
+            return False  # libhdf5 reports "ran off end of input buffer"
+        p += need
+    return False
+
+
+def raw_extents(datasets: Iterable[Any]) -> list[tuple[int, int]]:
+    """``(offset, size)`` of the raw data of h5py datasets (contiguous or chunked; compact and
+    unallocated storage has none), for :func:`check_hdf5_heaps` to skip."""
+    extents: list[tuple[int, int]] = []
+    for ds in datasets:
+        dsid = ds.id
+        offset = dsid.get_offset()
+        if offset is not None:
+            extents.append((offset, dsid.get_storage_size()))
+        elif ds.chunks is not None and dsid.get_storage_size() > 0:
+            dsid.chunk_iter(lambda info: extents.append((info.byte_offset, info.size)))
+    return extents
+
+
+def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, int]] = ()) -> None:
+    """Refuse an HDF5 file whose global heap would make libhdf5 loop forever (see above).
+
+    Call before reading variable-length values. ``raw_extents``: ``(offset, size)`` of the raw data
+    of the large datasets (:func:`raw_extents`), which are skipped, so that large files cost a scan
+    of their metadata only (a heap placed inside those extents by a crafted file is not seen).
+    Raises :class:`FastMRIFormatError` naming the file and the byte offset of the bad collection.
+    """
+    import mmap
+
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _checked_heaps or st.st_size == 0:
+        return
+    skip = sorted((int(o), int(n)) for o, n in raw_extents if o is not None and n > 0)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        buf = memoryview(mm)
+        try:
+            length_size = _length_size(buf)
+            regions, pos = [], 0
+            for offset, size in skip:
+                if offset > pos:
+                    regions.append((pos, offset))
+                pos = max(pos, offset + size)
+            regions.append((pos, len(buf)))
+            for lo, hi in regions:
+                at = mm.find(b"GCOL", lo, hi)
+                while at != -1:
+                    if _heap_loop_at(buf, at, length_size):
+                        raise FastMRIFormatError(
+                            path,
+                            f"corrupt HDF5 global heap at byte {at}: an object of size 0, which "
+                            "libhdf5 would read forever",
+                        )
+                    at = mm.find(b"GCOL", at + 4, hi)
+        finally:
+            buf.release()
+    if len(_checked_heaps) > 4096:
+        _checked_heaps.clear()
+    _checked_heaps[key] = None
+
+
+# ------------------------------------------------------- HDF5 variable-length data (claimed sizes)
+#
+# A variable-length value is stored as a descriptor in the dataset's raw data (sequence length,
+# 4 bytes; heap address; object index) and its data in a global heap; libhdf5 allocates what the
+# descriptor claims before it reads the heap. The descriptors are read here, as raw bytes, first.
+
+
+def _vlen_members(ftype: Any) -> list[tuple[int, int]]:
+    """``(byte offset in a record, element size)`` of each variable-length part of a file type."""
+    import h5py
+
+    if ftype.get_class() == h5py.h5t.COMPOUND:
+        out = []
+        for i in range(ftype.get_nmembers()):
+            offset = ftype.get_member_offset(i)
+            out += [(offset + o, n) for o, n in _vlen_members(ftype.get_member_type(i))]
+        return out
+    if ftype.get_class() == h5py.h5t.VLEN:
+        return [(0, ftype.get_super().get_size())]
+    if ftype.get_class() == h5py.h5t.STRING and ftype.is_variable_str():
+        return [(0, 1)]
+    return []
+
+
+def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
+    """Refuse an h5py dataset whose variable-length values claim more than the file could hold.
+
+    Reads the descriptors of ``ds`` (contiguous or unfiltered chunked storage) from the file and
+    sums the sizes they claim; raises :class:`FastMRIFormatError` when the sum exceeds the file's
+    size (the values live uncompressed in the same file) or :func:`max_array_bytes`. Returns the
+    sum in bytes (0 when ``ds`` has no variable-length parts or its storage is filtered, in which
+    case nothing is checked). Reads only raw data, never a heap.
+    """
+    import mmap
+
+    import numpy as np
+
+    ftype = ds.id.get_type()
+    members = _vlen_members(ftype)
+    if not members or ds.id.get_create_plist().get_nfilters() > 0:
+        return 0
+    record = ftype.get_size()
+    n_records = math.prod(ds.shape)
+    offset = ds.id.get_offset()
+    if offset is not None:
+        extents = [(offset, ds.id.get_storage_size())]
+    elif ds.chunks is not None:
+        chunks: list[tuple[tuple[int, ...], int, int]] = []
+        ds.id.chunk_iter(lambda c: chunks.append((c.chunk_offset, c.byte_offset, c.size)))
+        extents = [(o, n) for _, o, n in sorted(chunks)]
+    else:
+        return 0  # compact storage: the descriptors sit in the object header (a few bytes)
+    file_size = os.stat(path).st_size
+    if any(o < 0 or o + n > file_size for o, n in extents):
+        raise FastMRIFormatError(path, f"{what}: raw data lies beyond the end of the file")
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        raw = b"".join(mm[o : o + n] for o, n in extents)
+    usable = min(len(raw) // record, n_records) * record
+    total = 0
+    for at, elem in members:
+        view = np.dtype({"names": ["n"], "formats": ["<u4"], "offsets": [at], "itemsize": record})
+        lengths = np.frombuffer(raw[:usable], dtype=view)["n"]
+        total += int(lengths.sum(dtype=np.uint64)) * elem
+    if total > file_size:
+        raise FastMRIFormatError(
+            path,
+            f"{what}: variable-length values claim {total} bytes, more than the whole file "
+            f"({file_size} bytes)",
+        )
+    check_array_size(path, f"{what} (variable-length values)", (total,), 1)
+    return total
