@@ -129,7 +129,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.inputs:
-        target = convert(path, out_dir / f"{Path(path).stem}.h5")
+        out = out_dir / f"{Path(path).stem}.h5"
+        target = convert(path, out, slices=args.slices, maps=args.maps)
         print(f"{path} -> {target}")
     return 0
 
@@ -284,6 +285,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", type=Path, help="raw-data files")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--slices",
+        choices=("native", "readout"),
+        default="native",
+        help="native (default): slices as acquired (a 3D acquisition stays one 3D volume); "
+        "readout: a 3D Cartesian acquisition (ISMRMRD with kspace_encode_step_2, BART CFL with "
+        "PHS2 > 1) as 2D slices, one per readout position x, k-space (x, coils, ky, kz) after "
+        "an inverse FFT along kx and readout oversampling removal, for 2D training with a "
+        "Poisson-disc mask over (ky, kz) as the GLEAM paper's mridata.org knees "
+        "(configs/paper-*-knee*.yaml). Undersampled acquisitions keep zeros where nothing was "
+        "measured and get no reconstruction_rss",
+    )
+    p.add_argument(
+        "--maps",
+        choices=("none", "espirit"),
+        default="none",
+        help="with --slices readout: espirit also stores ESPIRiT coil maps per slice (20 x 20 "
+        "calibration of the fully sampled k-space, as the GLEAM code prepares the knees) for "
+        "configs with data.maps: file; about 2 s per slice of 8 x 320 x 256 on one CPU thread",
+    )
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser(

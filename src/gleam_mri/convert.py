@@ -80,6 +80,21 @@ def read_raw(path: str | Path) -> RawKspace:
     return read_ismrmrd_raw(path)
 
 
-def convert(path: str | Path, out: str | Path) -> Path:
-    """Convert a raw-data file to a fastMRI-layout HDF5 file ``out``; returns ``out``."""
+def convert(
+    path: str | Path, out: str | Path, slices: str = "native", maps: str | None = None
+) -> Path:
+    """Convert a raw-data file to a fastMRI-layout HDF5 file ``out``; returns ``out``.
+
+    ``slices="readout"`` writes a 3D acquisition as 2D slices along the readout, k-space
+    ``(x, coils, ky, kz)``, with per-slice ESPIRiT maps when ``maps="espirit"``
+    (:mod:`gleam_mri.data.readout_slices`).
+    """
+    if slices == "readout":
+        from gleam_mri.data.readout_slices import convert_readout_slices
+
+        return convert_readout_slices(path, out, maps=maps)
+    if slices != "native":
+        raise ValueError(f'slices must be "native" or "readout", got {slices!r}')
+    if maps not in (None, "none"):
+        raise ValueError("maps are computed only for --slices readout")
     return read_raw(path).to_fastmri(out)
