@@ -46,7 +46,10 @@ def targets() -> list[str]:
 def _parse(log: str, rc: int, target: str, artifacts: Path) -> dict:
     runs = re.findall(r"stat::number_of_executed_units: (\d+)", log)
     done = re.findall(r"Done (\d+) runs", log)
-    inputs = int(runs[-1]) if runs else int(done[-1]) if done else 0
+    progress = re.findall(r"^#(\d+)\s", log, flags=re.M)  # a run that failed prints no stats
+    inputs = (
+        int(runs[-1]) if runs else int(done[-1]) if done else int(progress[-1]) if progress else 0
+    )
     failure = None
     if rc != 0:
         kind = "crash"

@@ -337,6 +337,10 @@ def ismrmrd_struct(data: bytes) -> None:
     broken = fdp.ConsumeProbability() < 0.1
     dtype = fdp.PickValueInList(_ACQ_BROKEN) if broken else _ACQ
     table = np.zeros(n_acq, dtype)
+    for name in ("traj", "data"):
+        if name in dtype.names:  # variable-length fields start as 0, which h5py cannot write
+            for i in range(n_acq):
+                table[i][name] = np.zeros(0, np.float32)
     for i in range(n_acq):
         if dtype is not _ACQ:
             break

@@ -107,7 +107,7 @@ def _plain(value: Any) -> Any:
 
 def _check_kind(kind: Any, path: object) -> str:
     kind = _plain(kind)
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise FastMRIFormatError(path, f"unknown kind {kind!r}; expected one of {KINDS}")
     return kind
 
@@ -259,6 +259,12 @@ def _dataset(hf: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     node = hf[name]
     if not isinstance(node, h5py.Dataset):
         raise FastMRIFormatError(path, f"{name!r} is a {type(node).__name__}, not a dataset")
+    try:
+        node.dtype  # noqa: B018 (h5py maps the HDF5 datatype to numpy here; it may not map)
+    except (ValueError, TypeError) as err:  # e.g. a float of odd precision, a non-UTF-8 name
+        raise FastMRIFormatError(
+            path, f"{name!r} has an unsupported HDF5 datatype ({type(err).__name__}: {err})"
+        ) from err
     return node
 
 

@@ -188,13 +188,23 @@ def _set_encoded_x(xml: str, size: int, recon_fov: Any) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def _dtype(ds: h5py.Dataset, path: Path) -> np.dtype:
+    """The numpy dtype of ``ds``; an HDF5 datatype numpy cannot represent is a format error."""
+    try:
+        return ds.dtype
+    except (ValueError, TypeError) as err:  # e.g. a float of odd precision, a non-UTF-8 name
+        raise FastMRIFormatError(
+            path, f"{ds.name}: unsupported HDF5 datatype ({type(err).__name__}: {err})"
+        ) from err
+
+
 def _header(hf: h5py.File, path: Path) -> dict[str, Any]:
     if "dataset/xml" not in hf:
         raise FastMRIFormatError(path, "no ISMRMRD header: /dataset/xml is missing")
     node = hf["dataset/xml"]
     if not isinstance(node, h5py.Dataset):
         raise FastMRIFormatError(path, "/dataset/xml is a group, not the XML header")
-    check_array_size(path, "/dataset/xml", node.shape, node.dtype.itemsize)
+    check_array_size(path, "/dataset/xml", node.shape, _dtype(node, path).itemsize)
     check_vlen_sizes(path, "/dataset/xml", node)
     raw = node[()]
     raw = raw.reshape(-1)[0] if isinstance(raw, np.ndarray) and raw.size else raw
@@ -321,15 +331,16 @@ def _read_tables(hf: h5py.File, path: Path) -> tuple[dict[str, Any], list[np.nda
     if "dataset/data" not in hf:
         raise FastMRIFormatError(path, "no acquisitions: /dataset/data is missing")
     data = hf["dataset/data"]
+    dtype = _dtype(data, path) if isinstance(data, h5py.Dataset) else None
     if (
-        not isinstance(data, h5py.Dataset)
+        dtype is None
         or data.ndim != 1
-        or data.dtype.names is None
-        or not {"head", "data"} <= set(data.dtype.names)
+        or dtype.names is None
+        or not {"head", "data"} <= set(dtype.names)
     ):
         raise FastMRIFormatError(path, "/dataset/data is not an ISMRMRD acquisition table")
-    _check_head_fields(data.dtype["head"], path)
-    check_array_size(path, "/dataset/data", data.shape, data.dtype.itemsize)
+    _check_head_fields(dtype["head"], path)
+    check_array_size(path, "/dataset/data", data.shape, dtype.itemsize)
     check_vlen_sizes(path, "/dataset/data", data)
     return info, [data[i : i + _CHUNK] for i in range(0, data.shape[0], _CHUNK)]
 

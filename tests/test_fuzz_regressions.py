@@ -1,0 +1,283 @@
+"""Regressions of the failures the fuzz targets found (issue 14; ``fuzz/README.md``).
+
+Each test crafts the kind of input that made a reader fail (an exception other than
+:class:`FastMRIFormatError`, a hang or memory far beyond the bound) and checks that it is now
+refused with a ``FastMRIFormatError`` naming the file and the problem. Inputs that hung the reader
+run in a forked child with a time limit, so a regression fails instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from gleam_mri.convert import detect_format, read_raw
+from gleam_mri.data.errors import FastMRIFormatError
+from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri, write_fastmri
+from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
+from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw
+from gleam_mri.data.limits import check_hdf5_heaps
+
+CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
+
+
+def _refused_within(seconds: float, call: Callable[[], object], match: str) -> None:
+    """``call()`` in a forked child must raise FastMRIFormatError whose text contains ``match``
+    within ``seconds`` (a hang is killed and reported as such)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report what happened through the pipe, never return
+        try:
+            call()
+            report = "accepted the input"
+        except BaseException as err:
+            report = f"{type(err).__name__}: {err}"
+        finally:
+            os.write(write_end, report.encode()[:4000])
+            os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            with os.fdopen(read_end, "rb") as fh:
+                report = fh.read().decode()
+            assert report.startswith("FastMRIFormatError: ") and match in report, report
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    pytest.fail(f"still running after {seconds} s: the hang is back")
+
+
+def _fastmri_file(path: Path) -> Path:
+    kspace = np.ones((1, 2, 4, 4), np.complex64)
+    return write_fastmri(path, kspace, attrs={"acquisition": "AXT1"})
+
+
+# ------------------------------------------------------------------ fastmri: libhdf5 heap loop
+
+
+def _zero_size_heap_object(path: Path) -> int:
+    """Turn the first object of the file's first global heap into free space of size 0."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"GCOL")
+    first = at + 16  # "GCOL", version, 3 reserved, 8-byte collection size
+    data[first : first + 16] = bytes(16)  # index 0, no refs, reserved, size 0
+    path.write_bytes(bytes(data))
+    return at
+
+
+def test_heap_object_of_size_zero_is_refused_not_looped(tmp_path):
+    """Found by ``fastmri``: reading the vlen ``gleam_kind`` attr looped forever inside libhdf5."""
+    path = _fastmri_file(tmp_path / "heap.h5")
+    at = _zero_size_heap_object(path)
+    with pytest.raises(
+        FastMRIFormatError, match=rf"heap\.h5: corrupt HDF5 global heap at byte {at}"
+    ):
+        check_hdf5_heaps(path)
+    _refused_within(20, lambda: inspect_fastmri(path), "corrupt HDF5 global heap")
+    _refused_within(20, lambda: read_fastmri(path), "corrupt HDF5 global heap")
+
+
+def test_heap_check_passes_good_files_and_skips_raw_data(tmp_path):
+    path = _fastmri_file(tmp_path / "good.h5")
+    check_hdf5_heaps(path)
+    assert inspect_fastmri(path).attrs["acquisition"] == "AXT1"
+    # a "GCOL" inside raw data that is skipped is not mistaken for a heap
+    data = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as hf:
+        offset = hf["kspace"].id.get_offset()
+    data[offset : offset + 32] = b"GCOL\x01\0\0\0" + (64).to_bytes(8, "little") + bytes(16)
+    path.write_bytes(bytes(data))
+    check_hdf5_heaps(path, [(offset, 128)])
+    copy = tmp_path / "copy.h5"  # (a file is checked once per process: another inode)
+    shutil.copy(path, copy)
+    with pytest.raises(FastMRIFormatError, match="corrupt HDF5 global heap"):
+        check_hdf5_heaps(copy)  # the same bytes, not skipped: the pattern that loops
+
+
+# ------------------------------------------------------------------ ismrmrd
+
+
+def _ismrmrd_seed(tmp_path: Path, name: str = "raw.h5") -> Path:
+    path = tmp_path / name
+    shutil.copy(CORPUS / "ismrmrd" / "seed-2d", path)
+    return path
+
+
+def test_vlen_length_beyond_the_file_is_refused_before_allocation(tmp_path):
+    """Found by ``ismrmrd`` (out of memory): an acquisition's variable-length ``data`` claimed
+    gigabytes, which libhdf5 allocated before reading."""
+    path = _ismrmrd_seed(tmp_path)
+    with h5py.File(path, "r") as hf:
+        ds = hf["dataset/data"]
+        ftype = ds.id.get_type()
+        member = [ftype.get_member_name(i) for i in range(ftype.get_nmembers())].index(b"data")
+        field = ftype.get_member_offset(member)
+        chunks = []
+        ds.id.chunk_iter(lambda c: chunks.append(c.byte_offset))
+    data = bytearray(path.read_bytes())
+    data[chunks[0] + field : chunks[0] + field + 4] = struct.pack("<I", 2**31 - 1)
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        FastMRIFormatError,
+        match=r"raw\.h5: /dataset/data: variable-length values claim \d+ bytes, more than",
+    ):
+        read_ismrmrd_raw(path)
+
+
+def test_acquisition_header_without_counters_is_refused(tmp_path):
+    """Found by ``ismrmrd``: a table whose ``head`` lacked ``idx`` fields raised ValueError."""
+    path = tmp_path / "nohead.h5"
+    vlen = h5py.vlen_dtype(np.dtype("float32"))
+    head = np.dtype([("flags", "<u8"), ("idx", [("kspace_encode_step_1", "<u2")])])
+    table = np.zeros(2, np.dtype([("head", head), ("data", vlen)]))
+    for row in table:
+        row["data"] = np.zeros(4, np.float32)
+    with h5py.File(path, "w") as hf:
+        hf["dataset/xml"] = make_ismrmrd_header((2, 2, 1)).decode()
+        hf.create_dataset("dataset/data", data=table)
+    with pytest.raises(FastMRIFormatError, match=r"nohead\.h5: .*lacks integer fields"):
+        read_ismrmrd_raw(path)
+
+
+def test_damaged_chunk_index_is_a_format_error(tmp_path):
+    """Found by ``ismrmrd``: h5py's RuntimeError / OSError on damaged metadata escaped."""
+    path = _ismrmrd_seed(tmp_path, "tree.h5")
+    data = bytearray(path.read_bytes())
+    for at in [i for i in range(len(data) - 4) if data[i : i + 4] == b"TREE"]:
+        data[at : at + 4] = b"TRXX"
+    path.write_bytes(bytes(data))
+    with pytest.raises(FastMRIFormatError, match=r"tree\.h5: "):
+        read_ismrmrd_raw(path)
+
+
+# ------------------------------------------------------------------ ismrmrd_header
+
+
+@pytest.mark.parametrize("encoding", ["utf-4", "rot13", "idna"])
+def test_header_declaring_an_unusable_encoding(encoding):
+    """Found by ``ismrmrd_header``: ``encoding="utf-4"`` raised LookupError from the parser."""
+    xml = f'<?xml version="1.0" encoding="{encoding}"?><ismrmrdHeader/>'.encode()
+    with pytest.raises(FastMRIFormatError, match=r"header\.xml: .*encoding"):
+        parse_ismrmrd_header(xml, source="header.xml")
+
+
+# ------------------------------------------------------------------ convert
+
+
+def test_hdf5_that_cannot_be_opened(tmp_path):
+    """Found by ``convert``: h5py's OSError ("unknown symbol table entry cache type") escaped."""
+    path = _fastmri_file(tmp_path / "good.h5")
+    data = bytearray(path.read_bytes())
+    assert data[:8] == b"\x89HDF\r\n\x1a\n" and data[8] == 0  # superblock version 0
+    data[72:76] = struct.pack("<I", 7)  # the root group entry's cache type
+    bad = tmp_path / "upload"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FastMRIFormatError, match=r"upload: an HDF5 file that cannot be opened"):
+        read_raw(bad)
+
+
+def test_hdf5_with_a_damaged_root_group(tmp_path):
+    """Found by ``convert``: RuntimeError ("bad local heap signature") on ``"dataset" in hf``."""
+    path = _fastmri_file(tmp_path / "good.h5")
+    data = path.read_bytes()
+    assert data.count(b"HEAP") >= 1
+    bad = tmp_path / "upload"
+    bad.write_bytes(data.replace(b"HEAP", b"HEAX"))
+    with pytest.raises(FastMRIFormatError, match=r"upload: "):
+        detect_format(bad)
+
+
+# ------------------------------------------------------------------ twix
+
+
+def _twix_seed(tmp_path: Path) -> tuple[Path, bytearray]:
+    pytest.importorskip("twixtools")
+    path = tmp_path / "meas.dat"
+    return path, bytearray((CORPUS / "twix" / "seed-ve-4lines").read_bytes())
+
+
+def _first_block(data: bytearray) -> int:
+    """Byte offset of the first measurement data block (after the measurement header)."""
+    from twixtools import hdr_def
+
+    raid = np.frombuffer(
+        bytes(data[: hdr_def.MultiRaidFileHeader.itemsize]), hdr_def.MultiRaidFileHeader
+    )
+    start = int(raid[0]["entry"][0]["off_"])
+    return start + struct.unpack_from("<I", data, start)[0]
+
+
+def test_twix_block_of_length_zero_is_refused_not_looped(tmp_path):
+    """Found by ``twix`` (out of memory): twixtools looped forever on a block of DMA length 0,
+    appending the same block."""
+    from gleam_mri.data.twix import read_twix
+
+    path, data = _twix_seed(tmp_path)
+    block = _first_block(data)
+    from twixtools import mdh_def
+
+    mdh = mdh_def.Scan_header.from_buffer_copy(bytes(data[block : block + 192]))
+    mdh_def.set_flag(mdh, "SYNCDATA", True)
+    mdh.FlagsAndDMALength = 0
+    data[block : block + 192] = bytes(mdh)
+    path.write_bytes(bytes(data))
+    _refused_within(30, lambda: read_twix(path), f"block at byte {block} has length 0")
+
+
+def test_twix_measurement_far_beyond_the_file_is_refused(tmp_path):
+    """A measurement claiming terabytes: twixtools would step through them 192 bytes at a time."""
+    from twixtools import hdr_def
+
+    from gleam_mri.data.twix import read_twix
+
+    path, data = _twix_seed(tmp_path)
+    data = data[: -(192 + 16)]  # without its ACQEND block, and then
+    raid = np.frombuffer(
+        bytes(data[: hdr_def.MultiRaidFileHeader.itemsize]), hdr_def.MultiRaidFileHeader
+    ).copy()
+    raid[0]["entry"][0]["len_"] = 2**40
+    data[: raid.nbytes] = raid.tobytes()
+    path.write_bytes(bytes(data))
+    _refused_within(30, lambda: read_twix(path), "but the file ends at")
+
+
+# ------------------------------------------------------------------ datatypes numpy cannot map
+
+
+@pytest.mark.parametrize(
+    ("reader", "saved", "match"),
+    [
+        (inspect_fastmri, "fastmri/regress-odd-float-dtype", "'kspace' has an unsupported HDF5"),
+        (read_ismrmrd_raw, "ismrmrd/regress-non-utf8-field-name", "/dataset/data: unsupported"),
+        (read_raw, "convert/regress-unsupported-dtype", "/dataset/data: unsupported HDF5"),
+    ],
+)
+def test_unsupported_hdf5_datatype(tmp_path, reader, saved, match):
+    """Found by ``fastmri``, ``ismrmrd``, ``convert`` (saved inputs): h5py's ValueError
+    ("Insufficient precision ...") or UnicodeDecodeError (a member name) mapping a datatype."""
+    path = tmp_path / "input.h5"
+    shutil.copy(CORPUS / saved, path)
+    with pytest.raises(FastMRIFormatError, match=rf"input\.h5: .*{match}"):
+        reader(path)
+
+
+def test_gleam_kind_that_is_not_a_string(tmp_path):
+    """Found by ``fastmri_struct``: an array ``gleam_kind`` attr raised numpy's ValueError."""
+    path = _fastmri_file(tmp_path / "kind.h5")
+    with h5py.File(path, "a") as hf:
+        hf.attrs["gleam_kind"] = np.arange(2)
+    with pytest.raises(FastMRIFormatError, match=r"kind\.h5: unknown kind array"):
+        inspect_fastmri(path)
