@@ -1,7 +1,8 @@
 """gleam convert --slices readout: 3D Cartesian raw data as 2D slices along the readout.
 
 Run as a script, this file writes small synthetic 3D knee-like ISMRMRD files (the stand-ins of
-the tiny-scale rehearsal in docs/paper-scale.md): ``python tests/test_readout_slices.py OUT N``.
+the tiny-scale rehearsal in docs/paper-scale.md): ``python tests/test_readout_slices.py OUT N``
+(``knee00.h5`` ...) or ``OUT NAMES.txt`` (one file per name in the list).
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def test_errors_name_the_file(tmp_path, rng, capsys):
         convert(path, tmp_path / "o.h5", slices="readout")
     assert cli.main(["convert", str(path), "-o", str(tmp_path / "o"), "--slices", "readout"]) == 2
     assert "flat2d.h5" in capsys.readouterr().err and not (tmp_path / "o" / "flat2d.h5").exists()
+    # several 2D slices (a 3D scan whose partitions sit in the slice counter would read so)
+    acqs = [(f, {**fields, "slice": sl}) for f, fields in acqs for sl in range(2)]
+    xml = _header((x, y, 1), kspace_encoding_step_1=_limit(5, 3), slice=_limit(1, 0))
+    stack = _write(tmp_path / "stack.h5", xml, acqs)
+    with pytest.raises(FastMRIFormatError, match=r"stack\.h5.*\(2, 2, 8, 6\).*slice counter"):
+        convert(stack, tmp_path / "st.h5", slices="readout")
     # a 3D header, but every acquisition on one kz plane: nothing to split along the readout
     kspace = knee_kspace(rng, 2, 4, 8, 8)
     one_plane = np.zeros((4, 8), bool)
@@ -205,15 +212,22 @@ def test_paper_config_trains_on_converted_knees(tmp_path, rng, one_thread):
     assert ckpt["step"] == 2
 
 
-def _write_stand_ins(out: Path, n: int) -> None:
-    """``n`` synthetic 3D knee-like ISMRMRD files (8 coils, 16 x 24 x 16, 2x oversampled)."""
+def _write_stand_ins(out: Path, names: list[str]) -> None:
+    """Synthetic 3D knee-like ISMRMRD files ``OUT/<name>.h5`` (8 coils, 16 x 24 x 16 recon
+    matrix, 2x readout oversampling), one per name."""
     out.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
+    for i, name in enumerate(names):
         rng = np.random.default_rng(i)
-        path = write_knee(out / f"knee{i:02d}.h5", knee_kspace(rng, 8, 16, 16, 24))
+        path = write_knee(out / f"{name}.h5", knee_kspace(rng, 8, 16, 16, 24))
         with h5py.File(path, "r") as hf:
             print(path, hf["dataset/data"].shape[0], "acquisitions")
 
 
-if __name__ == "__main__":
-    _write_stand_ins(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 4)
+if __name__ == "__main__":  # python tests/test_readout_slices.py OUT (N | NAMES.txt)
+    arg = sys.argv[2] if len(sys.argv) > 2 else "4"
+    names = (
+        Path(arg).read_text().split()
+        if Path(arg).is_file()
+        else [f"knee{i:02d}" for i in range(int(arg))]
+    )
+    _write_stand_ins(Path(sys.argv[1]), names)

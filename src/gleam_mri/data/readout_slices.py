@@ -179,11 +179,17 @@ def _read_3d(path: Path) -> tuple[RawKspace, int]:
     source = raw.path
     if raw.kind != "3d":
         shape = tuple(raw.kspace.shape)
+        hint = (
+            " (a 3D scan whose partitions are stored in the slice counter reads as this; "
+            "that layout is not supported)"
+            if raw.kind == "2d" and shape[0] > 1
+            else ""
+        )
         raise FastMRIFormatError(
             source,
             f"--slices readout needs a 3D Cartesian acquisition (a kz axis: ISMRMRD "
             f"encodedSpace z > 1 / kspace_encode_step_2, BART PHS2 > 1), but this is a "
-            f"{raw.kind} acquisition with k-space {shape}: convert it without --slices",
+            f"{raw.kind} acquisition with k-space {shape}{hint}: convert it without --slices",
         )
     x_n = raw.kspace.shape[-2]
     recon_x = (raw.header.get("recon_size") or (0,))[0]
