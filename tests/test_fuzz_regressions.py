@@ -281,3 +281,55 @@ def test_gleam_kind_that_is_not_a_string(tmp_path):
         hf.attrs["gleam_kind"] = np.arange(2)
     with pytest.raises(FastMRIFormatError, match=r"kind\.h5: unknown kind array"):
         inspect_fastmri(path)
+
+
+def test_compound_whose_fields_overlap_is_refused(tmp_path):
+    """Found by ``ismrmrd`` (a crash, "double free or corruption"): a float member of odd
+    precision that h5py maps to float64 in a 4-byte slot; reading into those overlapping fields
+    corrupted memory inside libhdf5. Run in a child: a regression crashes that, not the suite."""
+    path = tmp_path / "overlap.h5"
+    shutil.copy(CORPUS / "ismrmrd" / "regress-overlapping-fields", path)
+    _refused_within(30, lambda: read_ismrmrd_raw(path), "'sample_time_us' overlaps 'position'")
+
+
+def test_vlen_length_shorter_than_its_heap_object_is_refused(tmp_path):
+    """libhdf5 copies a heap object whole into a buffer sized from the descriptor's length."""
+    path = _ismrmrd_seed(tmp_path, "short.h5")
+    with h5py.File(path, "r") as hf:
+        ds = hf["dataset/data"]
+        ftype = ds.id.get_type()
+        member = [ftype.get_member_name(i) for i in range(ftype.get_nmembers())].index(b"data")
+        field = ftype.get_member_offset(member)
+        chunks = []
+        ds.id.chunk_iter(lambda c: chunks.append(c.byte_offset))
+    data = bytearray(path.read_bytes())
+    at = chunks[0] + field
+    claimed = struct.unpack_from("<I", data, at)[0]
+    assert claimed > 1
+    data[at : at + 4] = struct.pack("<I", 1)
+    path.write_bytes(bytes(data))
+    _refused_within(
+        30, lambda: read_ismrmrd_raw(path), "claims 4 bytes but its heap object at byte"
+    )
+
+
+def test_dataset_names_that_are_not_utf8(tmp_path):
+    """Found by ``fastmri`` (saved input): listing names mixed bytes and str, and sorting them
+    for the "no 'kspace' dataset" message raised TypeError."""
+    path = tmp_path / "names.h5"
+    shutil.copy(CORPUS / "fastmri" / "regress-non-utf8-names", path)
+    with pytest.raises(FastMRIFormatError, match=r"names\.h5: no 'kspace' dataset \(found "):
+        inspect_fastmri(path)
+
+
+def test_read_touching_too_many_chunks_is_refused(tmp_path):
+    """Found by ``fastmri_struct`` (out of memory): a small read of a dataset stored in
+    1-element chunks made libhdf5 spend minutes and gigabytes on the chunk index."""
+    path = _fastmri_file(tmp_path / "chunks.h5")
+    with h5py.File(path, "a") as hf:
+        del hf["kspace"]
+        hf.create_dataset("kspace", shape=(1, 2, 512, 512), dtype=np.complex64, chunks=(1, 1, 1, 1))
+    with pytest.raises(
+        FastMRIFormatError, match=r"chunks\.h5: kspace: reading shape .* touches 524288 chunks"
+    ):
+        read_fastmri(path)

@@ -45,6 +45,8 @@ from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
 from gleam_mri.data.limits import (
     check_array_size,
+    check_chunk_count,
+    check_hdf5_dtype,
     check_hdf5_heaps,
     check_vlen_sizes,
     raw_extents,
@@ -260,11 +262,12 @@ def _dataset(hf: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     if not isinstance(node, h5py.Dataset):
         raise FastMRIFormatError(path, f"{name!r} is a {type(node).__name__}, not a dataset")
     try:
-        node.dtype  # noqa: B018 (h5py maps the HDF5 datatype to numpy here; it may not map)
+        dtype = node.dtype  # h5py maps the HDF5 datatype to numpy here; it may not map
     except (ValueError, TypeError) as err:  # e.g. a float of odd precision, a non-UTF-8 name
         raise FastMRIFormatError(
             path, f"{name!r} has an unsupported HDF5 datatype ({type(err).__name__}: {err})"
         ) from err
+    check_hdf5_dtype(path, repr(name), dtype)
     return node
 
 
@@ -272,7 +275,7 @@ def _info(hf: h5py.File, path: Path) -> FastMRIInfo:
     try:
         kspace = _dataset(hf, "kspace", path)
         if kspace is None:
-            raise FastMRIFormatError(path, f"no 'kspace' dataset (found {sorted(hf.keys())})")
+            raise FastMRIFormatError(path, f"no 'kspace' dataset (found {sorted(map(str, hf))})")
         target, maps, mask = (_dataset(hf, n, path) for n in ("reconstruction_rss", "maps", "mask"))
         arrays = [ds for ds in (kspace, target, maps, mask) if ds is not None]
         check_hdf5_heaps(path, raw_extents(arrays))  # before any variable-length value is read
@@ -341,6 +344,7 @@ def read_fastmri(path: str | Path, slices: int | slice | None = None) -> FastMRI
                 ds = hf[name]
                 shape = ds.shape if name == "mask" else (len(sel), *ds.shape[1:])
                 check_array_size(info.path, name, shape, max(ds.dtype.itemsize, out_itemsize))
+                check_chunk_count(info.path, name, shape, ds.chunks)
         try:
             kspace = hf["kspace"][index].astype(np.complex64, copy=False)
             maps = hf["maps"][index].astype(np.complex64, copy=False) if info.has_maps else None

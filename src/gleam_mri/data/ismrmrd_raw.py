@@ -49,7 +49,12 @@ import numpy as np
 from gleam_mri.crop import center_crop
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import _find, _local, parse_ismrmrd_header
-from gleam_mri.data.limits import check_array_size, check_hdf5_heaps, check_vlen_sizes
+from gleam_mri.data.limits import (
+    check_array_size,
+    check_hdf5_dtype,
+    check_hdf5_heaps,
+    check_vlen_sizes,
+)
 from gleam_mri.fft import centred_fft
 from gleam_mri.physics.coils import rss
 
@@ -191,11 +196,13 @@ def _set_encoded_x(xml: str, size: int, recon_fov: Any) -> str:
 def _dtype(ds: h5py.Dataset, path: Path) -> np.dtype:
     """The numpy dtype of ``ds``; an HDF5 datatype numpy cannot represent is a format error."""
     try:
-        return ds.dtype
+        dtype = ds.dtype
     except (ValueError, TypeError) as err:  # e.g. a float of odd precision, a non-UTF-8 name
         raise FastMRIFormatError(
             path, f"{ds.name}: unsupported HDF5 datatype ({type(err).__name__}: {err})"
         ) from err
+    check_hdf5_dtype(path, ds.name, dtype)
+    return dtype
 
 
 def _header(hf: h5py.File, path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ The bound is ``GLEAM_MAX_ARRAY_BYTES`` (environment variable, bytes, read on eac
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable
@@ -80,16 +81,19 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _checked_heaps: dict[tuple[int, int, int, int], None] = {}
 
 
-def _length_size(buf: memoryview) -> int:
-    """The superblock's "size of lengths" (bytes; 8 unless the file says otherwise)."""
+def _sizes(buf: memoryview) -> tuple[int, int]:
+    """The superblock's "size of offsets" and "size of lengths" (bytes; 8 unless it says so)."""
     base = 0
     while base + 16 <= len(buf):
         if bytes(buf[base : base + 8]) == _HDF5_SIGNATURE:
-            version = buf[base + 8]
-            size = buf[base + 14] if version < 2 else buf[base + 10]
-            return size if size in (2, 4, 8) else 8
+            at = base + (13 if buf[base + 8] < 2 else 9)  # superblock version 0/1 or 2/3
+            return tuple(n if n in (2, 4, 8) else 8 for n in bytes(buf[at : at + 2]))
         base = 512 if base == 0 else 2 * base
-    return 8
+    return 8, 8
+
+
+def _length_size(buf: memoryview) -> int:
+    return _sizes(buf)[1]
 
 
 def _heap_loop_at(buf: memoryview, start: int, length_size: int) -> bool:
@@ -127,6 +131,23 @@ def raw_extents(datasets: Iterable[Any]) -> list[tuple[int, int]]:
         elif ds.chunks is not None and dsid.get_storage_size() > 0:
             dsid.chunk_iter(lambda info: extents.append((info.byte_offset, info.size)))
     return extents
+
+
+def _heap_objects(buf: memoryview, start: int, length_size: int) -> dict[int, int]:
+    """``{object index: size}`` of the collection at ``start`` (empty if it is not a valid one)."""
+    header = 8 + length_size
+    if start < 0 or start + header > len(buf) or bytes(buf[start : start + 4]) != b"GCOL":
+        return {}
+    end = start + int.from_bytes(buf[start + 8 : start + header], "little")
+    p, objects = start + header, {}
+    while p + header <= min(end, len(buf)):
+        index = int.from_bytes(buf[p : p + 2], "little")
+        size = int.from_bytes(buf[p + 8 : p + header], "little")
+        if index == 0:
+            break  # free space: the rest of the collection
+        objects[index] = size
+        p += header + (size + 7) // 8 * 8
+    return objects
 
 
 def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, int]] = ()) -> None:
@@ -202,7 +223,9 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
     sums the sizes they claim; raises :class:`FastMRIFormatError` when the sum exceeds the file's
     size (the values live uncompressed in the same file) or :func:`max_array_bytes`. Returns the
     sum in bytes (0 when ``ds`` has no variable-length parts or its storage is filtered, in which
-    case nothing is checked). Reads only raw data, never a heap.
+    case nothing is checked). Also raises when a value claims fewer bytes than its heap object
+    holds: libhdf5 would copy the object past the end of the buffer it sized from the claim.
+    Reads the raw data and the heaps' object tables, never a value.
     """
     import mmap
 
@@ -228,17 +251,100 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
         raise FastMRIFormatError(path, f"{what}: raw data lies beyond the end of the file")
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         raw = b"".join(mm[o : o + n] for o, n in extents)
-    usable = min(len(raw) // record, n_records) * record
-    total = 0
-    for at, elem in members:
-        view = np.dtype({"names": ["n"], "formats": ["<u4"], "offsets": [at], "itemsize": record})
-        lengths = np.frombuffer(raw[:usable], dtype=view)["n"]
-        total += int(lengths.sum(dtype=np.uint64)) * elem
-    if total > file_size:
+        usable = min(len(raw) // record, n_records) * record
+        total = 0
+        descriptors = []
+        for at, elem in members:
+            if at + 16 > record:  # not a 4 + 8 + 4 byte descriptor (4-byte offsets)
+                view = np.dtype(
+                    {"names": ["n"], "formats": ["<u4"], "offsets": [at], "itemsize": record}
+                )
+                total += (
+                    int(np.frombuffer(raw[:usable], dtype=view)["n"].sum(dtype=np.uint64)) * elem
+                )
+                continue
+            view = np.dtype({
+                "names": ["n", "addr", "index"], "formats": ["<u4", "<u8", "<u4"],
+                "offsets": [at, at + 4, at + 12], "itemsize": record,
+            })  # fmt: skip
+            table = np.frombuffer(raw[:usable], dtype=view)
+            total += int(table["n"].sum(dtype=np.uint64)) * elem
+            descriptors.append((table[table["n"] > 0], elem))
+        if total > file_size:
+            raise FastMRIFormatError(
+                path,
+                f"{what}: variable-length values claim {total} bytes, more than the whole file "
+                f"({file_size} bytes)",
+            )
+        check_array_size(path, f"{what} (variable-length values)", (total,), 1)
+        # libhdf5 copies a heap object whole into a buffer sized from the descriptor's length
+        # (and compares the sizes after the copy): a shorter claim overruns that buffer
+        buf = memoryview(mm)
+        try:
+            offset_size, length_size = _sizes(buf)
+            collections: dict[int, dict[int, int]] = {}
+            for table, elem in descriptors if offset_size == 8 else ():
+                for n, addr, index in zip(
+                    table["n"].tolist(), table["addr"].tolist(), table["index"].tolist(),
+                    strict=True,
+                ):  # fmt: skip
+                    if addr not in collections:
+                        collections[addr] = _heap_objects(buf, addr, length_size)
+                    size = collections[addr].get(index)
+                    if size is not None and size != n * elem:
+                        raise FastMRIFormatError(
+                            path,
+                            f"{what}: a variable-length value claims {n * elem} bytes but its "
+                            f"heap object at byte {addr} holds {size}",
+                        )
+        finally:
+            buf.release()
+    return total
+
+
+def _overlap(dtype: Any) -> str | None:
+    """The first pair of fields of a structured dtype that overlap (or overrun it), if any."""
+    if dtype.fields is None:
+        return None
+    spans = sorted((f[1], f[1] + f[0].itemsize, name) for name, f in dtype.fields.items())
+    for (_, end, name), (start, _, following) in itertools.pairwise(spans):
+        if end > start:
+            return f"{name!r} overlaps {following!r}"
+    if spans and spans[-1][1] > dtype.itemsize:
+        return f"{spans[-1][2]!r} runs past the end of the record"
+    for f in dtype.fields.values():
+        inner = _overlap(f[0].base)
+        if inner is not None:
+            return inner
+    return None
+
+
+def check_hdf5_dtype(path: str | Path, what: str, dtype: Any) -> None:
+    """Refuse a dataset whose datatype h5py maps to a structured numpy dtype with overlapping
+    fields (a member whose HDF5 type, e.g. a float of odd precision, needs a wider numpy type than
+    the file gives it): converting into that layout corrupts memory in libhdf5."""
+    problem = _overlap(dtype)
+    if problem is not None:
+        raise FastMRIFormatError(path, f"{what}: unsupported HDF5 compound datatype ({problem})")
+
+
+MAX_CHUNKS_PER_READ = 2**18
+
+
+def check_chunk_count(
+    path: str | Path, what: str, shape: Iterable[int], chunks: Iterable[int] | None
+) -> int:
+    """Refuse reading a region of a chunked dataset that spans more than
+    :data:`MAX_CHUNKS_PER_READ` chunks: libhdf5's time and memory grow with the number of chunks
+    a read touches (a terabyte dataset in 1-element chunks makes even a small read take minutes
+    and gigabytes). Returns the number of chunks (1 for contiguous storage)."""
+    if chunks is None:
+        return 1
+    count = math.prod(-(-int(n) // max(int(c), 1)) for n, c in zip(shape, chunks, strict=True))
+    if count > MAX_CHUNKS_PER_READ:
         raise FastMRIFormatError(
             path,
-            f"{what}: variable-length values claim {total} bytes, more than the whole file "
-            f"({file_size} bytes)",
+            f"{what}: reading shape {tuple(shape)} touches {count} chunks of shape "
+            f"{tuple(chunks)}, more than {MAX_CHUNKS_PER_READ}; re-chunk the file (h5repack)",
         )
-    check_array_size(path, f"{what} (variable-length values)", (total,), 1)
-    return total
+    return count
