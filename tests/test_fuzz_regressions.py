@@ -333,3 +333,11 @@ def test_read_touching_too_many_chunks_is_refused(tmp_path):
         FastMRIFormatError, match=r"chunks\.h5: kspace: reading shape .* touches 524288 chunks"
     ):
         read_fastmri(path)
+
+
+def test_heap_object_size_that_wraps_round_is_refused_not_looped(tmp_path):
+    """Found by ``convert`` (a timeout, saved input): a heap object of size near 2**64, whose
+    padded size wraps round to 0 in libhdf5's size_t arithmetic, hung reading the XML header."""
+    path = tmp_path / "upload"
+    shutil.copy(CORPUS / "convert" / "regress-heap-size-wraps", path)
+    _refused_within(20, lambda: read_raw(path), "corrupt HDF5 global heap at byte 2448")

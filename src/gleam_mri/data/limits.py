@@ -110,7 +110,8 @@ def _heap_loop_at(buf: memoryview, start: int, length_size: int) -> bool:
             return False  # trailing bytes too short for an object: free space
         index = int.from_bytes(buf[p : p + 2], "little")
         size = int.from_bytes(buf[p + 8 : p + header], "little")
-        need = header + (size + 7) // 8 * 8 if index > 0 else size
+        # size_t arithmetic, as in libhdf5: a size near 2**64 wraps round to a small ``need``
+        need = (header + (size + 7) % 2**64 // 8 * 8) % 2**64 if index > 0 else size
         if need == 0:
             return True
         if p + need > end:
@@ -181,8 +182,9 @@ def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, i
                     if _heap_loop_at(buf, at, length_size):
                         raise FastMRIFormatError(
                             path,
-                            f"corrupt HDF5 global heap at byte {at}: an object of size 0, which "
-                            "libhdf5 would read forever",
+                            f"corrupt HDF5 global heap at byte {at}: an object whose size leaves "
+                            "libhdf5's walk in place (0, or wrapping round to 0); it would read "
+                            "forever",
                         )
                     at = mm.find(b"GCOL", at + 4, hi)
         finally:
