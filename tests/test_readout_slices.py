@@ -231,3 +231,40 @@ if __name__ == "__main__":  # python tests/test_readout_slices.py OUT (N | NAMES
         else [f"knee{i:02d}" for i in range(int(arg))]
     )
     _write_stand_ins(Path(sys.argv[1]), names)
+
+
+@pytest.mark.parametrize("partitions", ["slice-kz", "slice-z"])
+def test_partitions_in_the_slice_counter(tmp_path, rng, partitions):
+    """mridata.org-style files: the partitions in idx.slice (as kz, or as image-space z that
+    meddlr's preparation multiplies by (-1)^n and Fourier-transforms), the header's z = 1."""
+    c, z, x, y = 2, 6, 8, 8
+    kspace = knee_kspace(rng, c, z, x, y)  # (C, Z, 2x, Y), kz centred at Z // 2
+    stored = kspace
+    if partitions == "slice-z":  # what the file holds: the inverse of meddlr's transform
+        sign = ((-1.0) ** np.arange(z))[None, :, None, None]
+        stored = (centred_fft(kspace, (1,), inverse=True) * sign).astype(np.complex64)
+    acqs = [
+        (stored[:, kz, :, ky], {"kspace_encode_step_1": ky, "slice": kz})
+        for kz in range(z)
+        for ky in range(y)
+    ]
+    xml = _header(
+        (2 * x, y, 1),
+        (x, y, 1),
+        kspace_encoding_step_1=_limit(y - 1, y // 2),
+        slice=_limit(z - 1, 0),
+    )
+    path = _write(tmp_path / "knee.h5", xml, acqs)
+    with pytest.raises(FastMRIFormatError, match=r"knee\.h5.*--partitions slice-z"):
+        convert(path, tmp_path / "no.h5", slices="readout")  # read as 6 2D slices: refused
+    out = convert(path, tmp_path / "out.h5", slices="readout", partitions=partitions)
+    vol = read_fastmri(out)
+    np.testing.assert_allclose(
+        vol.kspace, expected_slices(kspace), rtol=0, atol=2e-5 * abs(kspace).max()
+    )
+    native = read_fastmri(convert(path, tmp_path / "vol.h5", partitions=partitions))
+    assert native.kspace.shape == (1, c, z, x, y)  # one 3D volume, oversampling removed
+    step2 = [(f, {**h, "kspace_encode_step_2": h["slice"] % 2}) for f, h in acqs]
+    both = _write(tmp_path / "both.h5", xml, step2)
+    with pytest.raises(FastMRIFormatError, match=r"both\.h5.*also vary kspace_encode_step_2"):
+        convert(both, tmp_path / "b.h5", partitions=partitions)

@@ -130,7 +130,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.inputs:
         out = out_dir / f"{Path(path).stem}.h5"
-        target = convert(path, out, slices=args.slices, maps=args.maps)
+        target = convert(path, out, slices=args.slices, maps=args.maps, partitions=args.partitions)
         print(f"{path} -> {target}")
     return 0
 
@@ -304,6 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --slices readout: espirit also stores ESPIRiT coil maps per slice (20 x 20 "
         "calibration of the fully sampled k-space, as the GLEAM code prepares the knees) for "
         "configs with data.maps: file; about 2 s per slice of 8 x 320 x 256 on one CPU thread",
+    )
+    p.add_argument(
+        "--partitions",
+        choices=("kz", "slice-kz", "slice-z"),
+        default="kz",
+        help="ISMRMRD 3D: where the partitions are. kz (default): kspace_encode_step_2; "
+        "slice-kz: the slice counter holds kz; slice-z: the slice counter holds image-space z, "
+        "Fourier-transformed to kz after a (-1)^n modulation (how the GLEAM code's data "
+        "preparation, meddlr's format_mridata_org.py, reads the mridata.org knees; see "
+        "docs/paper-scale.md)",
     )
     p.set_defaults(func=_cmd_convert)
 

@@ -66,9 +66,16 @@ def read_cfl_kspace(path: str | Path) -> RawKspace:
     return RawKspace(kspace, mask, {}, kind, base.with_suffix(".cfl"))
 
 
-def read_raw(path: str | Path) -> RawKspace:
-    """Read any supported raw-data file into gleam's k-space layout."""
+def read_raw(path: str | Path, partitions: str = "kz") -> RawKspace:
+    """Read any supported raw-data file into gleam's k-space layout.
+
+    ``partitions``: where an ISMRMRD file keeps a 3D acquisition's partitions
+    (:data:`~gleam_mri.data.ismrmrd_raw.PARTITIONS`); other formats take only ``"kz"``."""
     fmt = detect_format(path)
+    if partitions != "kz" and fmt != "ismrmrd":
+        raise FastMRIFormatError(
+            path, f"partitions={partitions!r} applies to ISMRMRD files only; this is {fmt}"
+        )
     if fmt == "cfl":
         return read_cfl_kspace(path)
     if fmt == "twix":
@@ -77,24 +84,28 @@ def read_raw(path: str | Path) -> RawKspace:
         return read_twix(path)
     from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw
 
-    return read_ismrmrd_raw(path)
+    return read_ismrmrd_raw(path, partitions=partitions)
 
 
 def convert(
-    path: str | Path, out: str | Path, slices: str = "native", maps: str | None = None
+    path: str | Path,
+    out: str | Path,
+    slices: str = "native",
+    maps: str | None = None,
+    partitions: str = "kz",
 ) -> Path:
     """Convert a raw-data file to a fastMRI-layout HDF5 file ``out``; returns ``out``.
 
     ``slices="readout"`` writes a 3D acquisition as 2D slices along the readout, k-space
     ``(x, coils, ky, kz)``, with per-slice ESPIRiT maps when ``maps="espirit"``
-    (:mod:`gleam_mri.data.readout_slices`).
+    (:mod:`gleam_mri.data.readout_slices`). ``partitions`` as :func:`read_raw`.
     """
     if slices == "readout":
         from gleam_mri.data.readout_slices import convert_readout_slices
 
-        return convert_readout_slices(path, out, maps=maps)
+        return convert_readout_slices(path, out, maps=maps, partitions=partitions)
     if slices != "native":
         raise ValueError(f'slices must be "native" or "readout", got {slices!r}')
     if maps not in (None, "none"):
         raise ValueError("maps are computed only for --slices readout")
-    return read_raw(path).to_fastmri(out)
+    return read_raw(path, partitions).to_fastmri(out)

@@ -30,6 +30,14 @@ Readout oversampling: when encodedSpace x is exactly twice reconSpace x, each li
 FFT'd along the readout, the central ``x / 2`` samples (the recon FOV) are kept and it is FFT'd
 back (centred orthonormal FFTs), so images keep their values and k-space has ``H = x / 2``.
 
+Partitions in the slice counter (``partitions``): some converters store a 3D acquisition's
+partitions in ``idx.slice`` rather than ``kspace_encode_step_2`` (the mridata.org Stanford 3D FSE
+knees are read that way by MRSRL/dl-cs and by ad12/meddlr, whose preparation made the GLEAM
+paper's data set). ``"slice-kz"`` reads the slice counter as ``kz`` (dl-cs); ``"slice-z"`` reads it
+as image-space ``z`` and Fourier-transforms it to ``kz`` after multiplying partition ``n`` by
+``(-1)^n`` (meddlr's ``format_mridata_org.py``); both give one 3D volume. The default ``"kz"``
+uses ``kspace_encode_step_2``.
+
 Output layout (gleam's, see ``data/fastmri.py``): 2D multi-slice ``(slices, C, H, W)``, 3D
 ``(1, C, Z, H, W)`` (``slabs`` if the file has several slices), cine ``(slices, C, T, H, W)``
 (``T`` = phases). Averages are averaged (each sample over the averages that acquired it) or, with
@@ -63,6 +71,7 @@ ACQ_IS_NOISE_MEASUREMENT = 19
 ACQ_IS_PARALLEL_CALIBRATION = 20
 ACQ_IS_REVERSE = 22
 SKIPPED_BITS = (19, 23, 24, 26, 27, 28, 29, 30, 31)
+PARTITIONS = ("kz", "slice-kz", "slice-z")
 COUNTERS = ("kspace_encode_step_1", "kspace_encode_step_2", "slice", "phase", "average")
 LIMIT_NAMES = {
     "kspace_encode_step_1": "kspace_encoding_step_1",
@@ -211,6 +220,12 @@ def _header(hf: h5py.File, path: Path) -> dict[str, Any]:
     node = hf["dataset/xml"]
     if not isinstance(node, h5py.Dataset):
         raise FastMRIFormatError(path, "/dataset/xml is a group, not the XML header")
+    if node.id.get_type().get_class() != h5py.h5t.STRING:  # only strings reach libhdf5's reader
+        raise FastMRIFormatError(
+            path,
+            f"/dataset/xml is not a string but {_dtype(node, path)} (HDF5 type class "
+            f"{node.id.get_type().get_class()})",
+        )
     check_array_size(path, "/dataset/xml", node.shape, _dtype(node, path).itemsize)
     check_vlen_sizes(path, "/dataset/xml", node)
     raw = node[()]
@@ -280,16 +295,20 @@ def read_ismrmrd_raw(
     repetition: int = 0,
     contrast: int = 0,
     set_index: int = 0,
+    partitions: str = "kz",
 ) -> RawKspace:
     """Read an ISMRMRD HDF5 raw-data file into Cartesian k-space (module docstring).
 
     ``average``: mean over averages (else a leading axis ``A``). ``repetition``, ``contrast``
-    and ``set_index`` select which of those counters is read. Raises
+    and ``set_index`` select which of those counters is read. ``partitions``: where a 3D
+    acquisition's partitions are (:data:`PARTITIONS`, module docstring). Raises
     :class:`FastMRIFormatError` naming the file for a missing ``/dataset/data`` or ``xml``, a
     malformed header, acquisitions outside the encoding limits or the encoded matrix,
     inconsistent channel counts, and files without image acquisitions.
     """
     path = Path(path)
+    if partitions not in PARTITIONS:
+        raise ValueError(f"partitions must be one of {PARTITIONS}, got {partitions!r}")
     with _open(path) as hf:
         try:
             info, records = _read_tables(hf, path)
@@ -301,7 +320,7 @@ def read_ismrmrd_raw(
         raise FastMRIFormatError(path, "/dataset/data holds no acquisitions")
     return _assemble(
         path, info, heads_all, samples_all, average, remove_oversampling, include_calibration,
-        {"repetition": repetition, "contrast": contrast, "set": set_index},
+        {"repetition": repetition, "contrast": contrast, "set": set_index}, partitions,
     )  # fmt: skip
 
 
@@ -347,6 +366,17 @@ def _read_tables(hf: h5py.File, path: Path) -> tuple[dict[str, Any], list[np.nda
     ):
         raise FastMRIFormatError(path, "/dataset/data is not an ISMRMRD acquisition table")
     _check_head_fields(dtype["head"], path)
+    ftype = data.id.get_type()
+    for i in range(ftype.get_nmembers()):  # traj and data: variable-length float32, nothing else
+        name, member = ftype.get_member_name(i), ftype.get_member_type(i)
+        if name in (b"traj", b"data") and not (
+            member.get_class() == h5py.h5t.VLEN
+            and member.get_super().get_class() == h5py.h5t.FLOAT
+            and member.get_super().get_size() == 4
+        ):
+            raise FastMRIFormatError(
+                path, f"/dataset/data: {name.decode()!r} is not variable-length float32 samples"
+            )
     check_array_size(path, "/dataset/data", data.shape, dtype.itemsize)
     check_vlen_sizes(path, "/dataset/data", data)
     return info, [data[i : i + _CHUNK] for i in range(0, data.shape[0], _CHUNK)]
@@ -361,6 +391,7 @@ def _assemble(
     remove_oversampling: bool,
     include_calibration: bool,
     select: dict[str, int],
+    partitions: str = "kz",
 ) -> RawKspace:
     flags = heads["flags"].astype(np.uint64)
     skip_bits = (*SKIPPED_BITS, *(() if include_calibration else (ACQ_IS_PARALLEL_CALIBRATION,)))
@@ -388,6 +419,15 @@ def _assemble(
     sizes = {}
     for name in ("slice", "phase", "average"):
         sizes[name] = _counter_range(name, limits, idx[name])
+    by_slice = partitions != "kz"
+    if by_slice:
+        if np.unique(idx["kspace_encode_step_2"]).size > 1:
+            raise FastMRIFormatError(
+                path, f"partitions={partitions!r} reads the slice counter as the partitions, "
+                "but the acquisitions also vary kspace_encode_step_2: read with partitions='kz'",
+            )  # fmt: skip
+        z_size, c2 = sizes["slice"][1], 0
+        sizes["slice"] = (sizes["slice"][0], 1)
     is_3d = z_size > 1
     kind = "3d" if is_3d else ("cine" if sizes["phase"][1] > 1 else "2d")
     if is_3d and sizes["phase"][1] > 1:
@@ -404,6 +444,8 @@ def _assemble(
         line = _line(path, int(i), head, samples[i], n_coils, x_size)
         ky = int(idx["kspace_encode_step_1"][j]) - c1 + y_size // 2
         kz = int(idx["kspace_encode_step_2"][j]) - c2 + z_size // 2 if is_3d else 0
+        if by_slice:
+            kz = int(idx["slice"][j]) - sizes["slice"][0]
         if not (0 <= ky < y_size and 0 <= kz < z_size):
             raise FastMRIFormatError(
                 path,
@@ -411,13 +453,17 @@ def _assemble(
                 f"step_2={idx['kspace_encode_step_2'][j]}) falls outside the encoded matrix "
                 f"{(x_size, y_size, z_size)} with centres ({c1}, {c2})",
             )
-        s = int(idx["slice"][j]) - sizes["slice"][0]
+        s = 0 if by_slice else int(idx["slice"][j]) - sizes["slice"][0]
         t = kz if is_3d else int(idx["phase"][j]) - sizes["phase"][0]
         a = 0 if average else int(idx["average"][j]) - sizes["average"][0]
         acc[a, s, :, t, :, ky] += line
         counts[a, s, t, ky] += 1
     acc /= np.maximum(counts, 1)[:, :, None, :, None, :]
     mask = (counts > 0)[:, :, None, :, None, :]
+    if partitions == "slice-z":  # image-space z -> kz, as meddlr's format_mridata_org.py
+        acc *= ((-1.0) ** np.arange(z_size)).astype(np.float32)[:, None, None]
+        acc = centred_fft(acc, (3,)).astype(np.complex64)
+        mask = np.broadcast_to(mask.all(axis=3, keepdims=True), mask.shape).copy()
     recon_x = (info["recon_size"] or (0,))[0]
     info["oversampling_removed"] = bool(remove_oversampling and x_size == 2 * recon_x)
     if info["oversampling_removed"]:

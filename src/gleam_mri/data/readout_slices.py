@@ -166,22 +166,22 @@ def readout_header(xml: str, header: dict[str, Any], nx: int, n_slices: int, sha
     return ET.tostring(root, encoding="unicode")
 
 
-def _read_3d(path: Path) -> tuple[RawKspace, int]:
+def _read_3d(path: Path, partitions: str = "kz") -> tuple[RawKspace, int]:
     """The 3D acquisition of ``path`` and the readout positions ``nx`` to keep per slab."""
     from gleam_mri.convert import detect_format, read_raw
 
     if detect_format(path) == "ismrmrd":
         from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw
 
-        raw = read_ismrmrd_raw(path, remove_oversampling=False)
+        raw = read_ismrmrd_raw(path, remove_oversampling=False, partitions=partitions)
     else:  # twix (whose reader rejects 3D data today) and BART CFL (PHS2 > 1 is kz)
-        raw = read_raw(path)
+        raw = read_raw(path, partitions)
     source = raw.path
     if raw.kind != "3d":
         shape = tuple(raw.kspace.shape)
         hint = (
-            " (a 3D scan whose partitions are stored in the slice counter reads as this; "
-            "that layout is not supported)"
+            " (a 3D scan whose partitions are stored in the slice counter reads as this: "
+            "try --partitions slice-z or slice-kz, see gleam convert --help)"
             if raw.kind == "2d" and shape[0] > 1
             else ""
         )
@@ -224,7 +224,11 @@ def espirit_slices(kspace: np.ndarray, calib: int = MAPS_CALIB) -> np.ndarray:
 
 
 def convert_readout_slices(
-    path: str | Path, out: str | Path, maps: str | None = None, chunk_bytes: int = CHUNK_BYTES
+    path: str | Path,
+    out: str | Path,
+    maps: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    partitions: str = "kz",
 ) -> Path:
     """Convert the 3D acquisition in raw-data file ``path`` to readout slices in ``out``.
 
@@ -232,13 +236,14 @@ def convert_readout_slices(
     also stores per-slice ESPIRiT maps (:func:`espirit_slices`, fully sampled data only) for
     ``data.maps: file``. Raises :class:`FastMRIFormatError` naming the file for 2D / cine
     acquisitions, acquisitions with a single kz plane, maps asked of undersampled data, and
-    anything the raw readers refuse.
+    anything the raw readers refuse. ``partitions``: where an ISMRMRD file keeps the
+    partitions (:data:`~gleam_mri.data.ismrmrd_raw.PARTITIONS`).
     """
     if maps not in (None, "none", "espirit"):
         raise ValueError(f'maps must be None, "none" or "espirit", got {maps!r}')
     from gleam_mri.data.fastmri import write_fastmri
 
-    raw, nx = _read_3d(Path(path))
+    raw, nx = _read_3d(Path(path), partitions)
     header, mask, source = raw.header, raw.mask, raw.path
     kspace = readout_slices(raw.kspace, nx, chunk_bytes)
     del raw  # the 3D k-space is freed before the target is computed and the file written
