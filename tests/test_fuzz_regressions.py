@@ -341,3 +341,23 @@ def test_heap_object_size_that_wraps_round_is_refused_not_looped(tmp_path):
     path = tmp_path / "upload"
     shutil.copy(CORPUS / "convert" / "regress-heap-size-wraps", path)
     _refused_within(20, lambda: read_raw(path), "corrupt HDF5 global heap at byte 2448")
+
+
+def test_xml_that_is_not_a_string_is_refused(tmp_path):
+    """Found by ``ismrmrd`` (a crash in libhdf5's H5T__vlen_disk_setnull, saved input): the XML
+    header stored as a variable-length sequence of bytes instead of a string."""
+    path = tmp_path / "xml.h5"
+    shutil.copy(CORPUS / "ismrmrd" / "regress-xml-vlen-bytes", path)
+    _refused_within(30, lambda: read_ismrmrd_raw(path), "/dataset/xml is not a string")
+
+
+def test_header_array_of_several_strings(tmp_path):
+    """Found by ``fastmri`` and ``fastmri_struct``: an ``ismrmrd_header`` dataset of 2 strings
+    raised numpy's ValueError from ``.item()``."""
+    path = _fastmri_file(tmp_path / "hdr.h5")
+    xml = make_ismrmrd_header((4, 4, 1))
+    with h5py.File(path, "a") as hf:
+        del hf["ismrmrd_header"]
+        hf["ismrmrd_header"] = np.array([xml, xml])
+    with pytest.raises(FastMRIFormatError, match=r"hdr\.h5: ISMRMRD header must be one string"):
+        inspect_fastmri(path)

@@ -140,6 +140,10 @@ def parse_ismrmrd_header(xml: bytes | str, source: str | Path | None = None) -> 
     are ``None``. Malformed XML raises :class:`FastMRIFormatError` naming ``source``.
     """
     if isinstance(xml, np.ndarray):
+        if xml.size != 1:
+            raise FastMRIFormatError(
+                source, f"ISMRMRD header must be one string, got an array of shape {xml.shape}"
+            )
         xml = xml.item()
     if not isinstance(xml, (bytes, str)):
         raise FastMRIFormatError(source, f"ISMRMRD header must be bytes or str, got {type(xml)}")
