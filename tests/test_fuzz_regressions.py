@@ -100,7 +100,7 @@ def test_heap_check_passes_good_files_and_skips_raw_data(tmp_path):
         offset = hf["kspace"].id.get_offset()
     data[offset : offset + 32] = b"GCOL\x01\0\0\0" + (64).to_bytes(8, "little") + bytes(16)
     path.write_bytes(bytes(data))
-    check_hdf5_heaps(path, [(offset, 128)])
+    check_hdf5_heaps(path, [(offset, 2**20)])  # a large extent (small ones are scanned)
     copy = tmp_path / "copy.h5"  # (a file is checked once per process: another inode)
     shutil.copy(path, copy)
     with pytest.raises(FastMRIFormatError, match="corrupt HDF5 global heap"):
@@ -361,3 +361,11 @@ def test_header_array_of_several_strings(tmp_path):
         hf["ismrmrd_header"] = np.array([xml, xml])
     with pytest.raises(FastMRIFormatError, match=r"hdr\.h5: ISMRMRD header must be one string"):
         inspect_fastmri(path)
+
+
+def test_heap_hidden_under_a_bogus_raw_data_extent(tmp_path):
+    """Found by ``fastmri`` (a timeout, saved input): ``mask`` declared 13 MB of raw data in a
+    10 kB file, over the heap; the scan skipped that extent and missed the looping heap."""
+    path = tmp_path / "hidden.h5"
+    shutil.copy(CORPUS / "fastmri" / "regress-heap-inside-raw-data", path)
+    _refused_within(20, lambda: inspect_fastmri(path), "corrupt HDF5 global heap at byte 6144")

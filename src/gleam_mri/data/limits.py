@@ -79,6 +79,7 @@ def check_array_size(
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _checked_heaps: dict[tuple[int, int, int, int], None] = {}
+_MIN_SKIP = 2**20  # raw-data extents at least this large are not scanned
 
 
 def _sizes(buf: memoryview) -> tuple[int, int]:
@@ -155,8 +156,9 @@ def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, i
     """Refuse an HDF5 file whose global heap would make libhdf5 loop forever (see above).
 
     Call before reading variable-length values. ``raw_extents``: ``(offset, size)`` of the raw data
-    of the large datasets (:func:`raw_extents`), which are skipped, so that large files cost a scan
-    of their metadata only (a heap placed inside those extents by a crafted file is not seen).
+    of the large datasets (:func:`raw_extents`); those of 1 MiB or more are skipped, so that large
+    files cost a scan of their metadata only (a heap that a crafted file places inside such an
+    extent is not seen: a known gap).
     Raises :class:`FastMRIFormatError` naming the file and the byte offset of the bad collection.
     """
     import mmap
@@ -165,7 +167,13 @@ def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, i
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key in _checked_heaps or st.st_size == 0:
         return
-    skip = sorted((int(o), int(n)) for o, n in raw_extents if o is not None and n > 0)
+    # only large extents are skipped: small ones cost nothing to scan, and a crafted file may
+    # declare raw data over its own heaps (the fuzzer found one)
+    skip = sorted(
+        (int(o), int(n))
+        for o, n in raw_extents
+        if o is not None and n >= _MIN_SKIP and o + n <= st.st_size  # not past the end: bogus
+    )
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         buf = memoryview(mm)
         try:
