@@ -94,17 +94,22 @@ def test_heap_check_passes_good_files_and_skips_raw_data(tmp_path):
     path = _fastmri_file(tmp_path / "good.h5")
     check_hdf5_heaps(path)
     assert inspect_fastmri(path).attrs["acquisition"] == "AXT1"
-    # a "GCOL" inside raw data that is skipped is not mistaken for a heap
-    data = bytearray(path.read_bytes())
-    with h5py.File(path, "r") as hf:
-        offset = hf["kspace"].id.get_offset()
+    # a "GCOL" inside a large raw-data extent that is skipped is not mistaken for a heap
+    big = write_fastmri(tmp_path / "big.h5", np.ones((1, 2, 256, 256), np.complex64))  # 1 MiB
+    data = bytearray(big.read_bytes())
+    with h5py.File(big, "r") as hf:
+        offset, size = hf["kspace"].id.get_offset(), hf["kspace"].id.get_storage_size()
     data[offset : offset + 32] = b"GCOL\x01\0\0\0" + (64).to_bytes(8, "little") + bytes(16)
-    path.write_bytes(bytes(data))
-    check_hdf5_heaps(path, [(offset, 2**20)])  # a large extent (small ones are scanned)
+    big.write_bytes(bytes(data))
+    check_hdf5_heaps(big, [(offset, size)])
     copy = tmp_path / "copy.h5"  # (a file is checked once per process: another inode)
-    shutil.copy(path, copy)
+    shutil.copy(big, copy)
     with pytest.raises(FastMRIFormatError, match="corrupt HDF5 global heap"):
         check_hdf5_heaps(copy)  # the same bytes, not skipped: the pattern that loops
+    small = tmp_path / "small.h5"  # extents under 1 MiB are always scanned
+    shutil.copy(big, small)
+    with pytest.raises(FastMRIFormatError, match="corrupt HDF5 global heap"):
+        check_hdf5_heaps(small, [(offset, 1024)])
 
 
 # ------------------------------------------------------------------ ismrmrd
@@ -369,3 +374,14 @@ def test_heap_hidden_under_a_bogus_raw_data_extent(tmp_path):
     path = tmp_path / "hidden.h5"
     shutil.copy(CORPUS / "fastmri" / "regress-heap-inside-raw-data", path)
     _refused_within(20, lambda: inspect_fastmri(path), "corrupt HDF5 global heap at byte 6144")
+
+
+def test_header_that_is_not_a_string_is_refused_before_reading(tmp_path):
+    """Found by ``fastmri_struct`` (out of memory): an ``ismrmrd_header`` of 10**6 complex
+    numbers in 1-element chunks took gigabytes inside libhdf5 to read."""
+    path = _fastmri_file(tmp_path / "hdr.h5")
+    with h5py.File(path, "a") as hf:
+        del hf["ismrmrd_header"]
+        hf.create_dataset("ismrmrd_header", shape=(2**20,), dtype=np.complex64, chunks=(1,))
+    with pytest.raises(FastMRIFormatError, match=r"hdr\.h5: ismrmrd_header is not a string"):
+        inspect_fastmri(path)

@@ -282,7 +282,12 @@ def _info(hf: h5py.File, path: Path) -> FastMRIInfo:
         attrs = {key: _plain(value) for key, value in hf.attrs.items()}
         header_ds = _dataset(hf, "ismrmrd_header", path)
         if header_ds is not None:
+            if header_ds.id.get_type().get_class() != h5py.h5t.STRING:
+                raise FastMRIFormatError(
+                    path, f"ismrmrd_header is not a string but {header_ds.dtype}"
+                )
             check_array_size(path, "ismrmrd_header", header_ds.shape, header_ds.dtype.itemsize)
+            check_chunk_count(path, "ismrmrd_header", header_ds.shape, header_ds.chunks)
             check_vlen_sizes(path, "ismrmrd_header", header_ds)
         raw_header = None if header_ds is None else header_ds[()]
     except (OSError, RuntimeError, KeyError) as err:
@@ -336,6 +341,7 @@ def read_fastmri(path: str | Path, slices: int | slice | None = None) -> FastMRI
         sel = _selection(slices, info.num_slices, info.path)
         index = slice(sel.start, sel.stop, sel.step)
         where = f" (slices {sel.start}..{sel.stop - 1})" if sel else ""
+        claimed: list[tuple[str, int]] = []
         for name, present, out_itemsize in (
             ("kspace", True, 8), ("maps", info.has_maps, 8),
             ("reconstruction_rss", info.has_target, 4), ("mask", info.has_mask, 4),
@@ -343,8 +349,14 @@ def read_fastmri(path: str | Path, slices: int | slice | None = None) -> FastMRI
             if present:  # refuse what the file claims before reading it
                 ds = hf[name]
                 shape = ds.shape if name == "mask" else (len(sel), *ds.shape[1:])
-                check_array_size(info.path, name, shape, max(ds.dtype.itemsize, out_itemsize))
+                # the array as stored and, when the dtype differs, its converted copy
+                itemsize = ds.dtype.itemsize + (
+                    out_itemsize if ds.dtype.itemsize != out_itemsize else 0
+                )
+                claimed.append((name, check_array_size(info.path, name, shape, itemsize)))
                 check_chunk_count(info.path, name, shape, ds.chunks)
+        names = " + ".join(name for name, _ in claimed)
+        check_array_size(info.path, f"the arrays read ({names})", (sum(n for _, n in claimed),), 1)
         try:
             kspace = hf["kspace"][index].astype(np.complex64, copy=False)
             maps = hf["maps"][index].astype(np.complex64, copy=False) if info.has_maps else None
