@@ -266,6 +266,7 @@ def test_twix_measurement_far_beyond_the_file_is_refused(tmp_path):
     ("reader", "saved", "match"),
     [
         (inspect_fastmri, "fastmri/regress-odd-float-dtype", "'kspace' has an unsupported HDF5"),
+        (inspect_fastmri, "fastmri/regress-attr-odd-float", "attr 'max' has an unsupported HDF5"),
         (read_ismrmrd_raw, "ismrmrd/regress-non-utf8-field-name", "/dataset/data: unsupported"),
         (read_raw, "convert/regress-unsupported-dtype", "/dataset/data: unsupported HDF5"),
     ],

@@ -271,6 +271,21 @@ def _dataset(hf: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     return node
 
 
+def _attrs(hf: h5py.File, path: Path) -> dict[str, Any]:
+    """The file's attrs as plain values; a datatype numpy cannot represent is a format error."""
+    out = {}
+    for key in hf.attrs:
+        try:
+            dtype = hf.attrs.get_id(key).dtype
+        except (ValueError, TypeError) as err:  # e.g. a float of odd precision
+            raise FastMRIFormatError(
+                path, f"attr {key!r} has an unsupported HDF5 datatype ({type(err).__name__}: {err})"
+            ) from err
+        check_hdf5_dtype(path, f"attr {key!r}", dtype)
+        out[key] = _plain(hf.attrs[key])
+    return out
+
+
 def _info(hf: h5py.File, path: Path) -> FastMRIInfo:
     try:
         kspace = _dataset(hf, "kspace", path)
@@ -279,7 +294,7 @@ def _info(hf: h5py.File, path: Path) -> FastMRIInfo:
         target, maps, mask = (_dataset(hf, n, path) for n in ("reconstruction_rss", "maps", "mask"))
         arrays = [ds for ds in (kspace, target, maps, mask) if ds is not None]
         check_hdf5_heaps(path, raw_extents(arrays))  # before any variable-length value is read
-        attrs = {key: _plain(value) for key, value in hf.attrs.items()}
+        attrs = _attrs(hf, path)
         header_ds = _dataset(hf, "ismrmrd_header", path)
         if header_ds is not None:
             if header_ds.id.get_type().get_class() != h5py.h5t.STRING:
