@@ -386,3 +386,38 @@ def test_header_that_is_not_a_string_is_refused_before_reading(tmp_path):
         hf.create_dataset("ismrmrd_header", shape=(2**20,), dtype=np.complex64, chunks=(1,))
     with pytest.raises(FastMRIFormatError, match=r"hdr\.h5: ismrmrd_header is not a string"):
         inspect_fastmri(path)
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])  # object header versions 1 and 2
+def test_attribute_claiming_gigabytes_is_refused_before_allocation(tmp_path, libver):
+    """A str attribute whose descriptor claims 2 GB: libhdf5 allocated the claim before finding
+    the heap address bad (2.3 GB peak, found by fuzzing); now refused from the object header.
+    Version 2 headers carry a checksum (a patched claim is refused by libhdf5 unless the checksum
+    is recomputed), so there the walk is checked to read the true claim."""
+    from gleam_mri.data.hdf5_attributes import _ATTRIBUTE, _attribute, _messages
+
+    path = tmp_path / "attr.h5"
+    value = "an acquisition name"
+    with h5py.File(path, "w", libver=libver) as hf:
+        hf.create_dataset("kspace", data=np.zeros((1, 2, 8, 8), np.complex64))
+        hf.attrs["acquisition"] = value
+        hf.attrs["max"] = 1.0
+        addr = h5py.h5o.get_info(hf.id).addr
+    assert inspect_fastmri(path).attrs["acquisition"] == value  # a sound file reads as before
+    data = bytearray(path.read_bytes())
+    found = {}
+    for kind, start, size in _messages(memoryview(bytes(data)), addr, 8, 8):
+        if kind == _ATTRIBUTE:
+            name, at = _attribute(memoryview(bytes(data)), start, size)
+            found[name] = struct.unpack_from("<I", data, at)[0] if name == b"acquisition" else 0
+    assert found == {b"acquisition": len(value), b"max": 0}
+    if libver == "latest":
+        return
+    at = data.find(struct.pack("<IQ", len(value), data.find(b"GCOL")))
+    data[at : at + 4] = struct.pack("<I", 2**31)
+    path.write_bytes(bytes(data))
+    for reader in (inspect_fastmri, read_fastmri):
+        with pytest.raises(
+            FastMRIFormatError, match=r"attr\.h5.*'acquisition' claims .*2147483648"
+        ):
+            reader(path)

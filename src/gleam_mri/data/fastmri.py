@@ -42,6 +42,7 @@ import numpy as np
 
 from gleam_mri.atomic import atomic_path
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
+from gleam_mri.data.hdf5_attributes import check_vlen_attributes
 from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
 from gleam_mri.data.limits import (
     check_array_size,
@@ -273,6 +274,7 @@ def _dataset(hf: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
 
 def _attrs(hf: h5py.File, path: Path) -> dict[str, Any]:
     """The file's attrs as plain values; a datatype numpy cannot represent is a format error."""
+    check_vlen_attributes(path, hf)  # before libhdf5 allocates what a descriptor claims
     out = {}
     for key in hf.attrs:
         try:
