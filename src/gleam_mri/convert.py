@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
-from gleam_mri.data.ismrmrd_raw import RawKspace
+from gleam_mri.data.raw_kspace import RawKspace
 
 FORMATS = ("ismrmrd", "twix", "cfl")
 

@@ -16,7 +16,7 @@ in the fastMRI layout (``gleam_kind`` ``"2d"``):
   a 2D Poisson-disc mask covers both (``physics/poisson.py``).
 - ``reconstruction_rss`` float32 ``(S * nx, y, z)`` when every ``(ky, kz)`` line was acquired:
   the RSS of the coil images (inverse FFT over ``ky, kz``), cropped to the recon matrix where it
-  is smaller, as :func:`~gleam_mri.data.ismrmrd_raw.rss_image` does for fully sampled data.
+  is smaller, as :func:`~gleam_mri.data.raw_kspace.rss_image` does for fully sampled data.
   Undersampled acquisitions keep zeros at the unmeasured samples and get neither a target nor a
   ``mask`` (a ``(ky, kz)`` mask has no place in the 2D layout): they are for self-supervised
   training (``train.supervision=self`` finds the measured samples from the non-zero k-space).
@@ -44,7 +44,7 @@ import numpy as np
 from gleam_mri.crop import center_crop
 from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import ISMRMRD_NS, _el, _find
-from gleam_mri.data.ismrmrd_raw import RawKspace
+from gleam_mri.data.raw_kspace import RawKspace
 from gleam_mri.fft import centred_fft
 from gleam_mri.physics.coils import rss
 

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
-from gleam_mri.data.ismrmrd_raw import RawKspace, remove_readout_oversampling
 from gleam_mri.data.limits import check_array_size
+from gleam_mri.data.raw_kspace import RawKspace, remove_readout_oversampling
 
 _UNREADABLE = "not a readable Siemens twix file"
 
