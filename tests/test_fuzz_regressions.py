@@ -421,3 +421,12 @@ def test_attribute_claiming_gigabytes_is_refused_before_allocation(tmp_path, lib
             FastMRIFormatError, match=r"attr\.h5.*'acquisition' claims .*2147483648"
         ):
             reader(path)
+
+
+def test_compound_member_without_a_name_is_refused(tmp_path):
+    """An ISMRMRD acquisition table whose compound type has a member named '' (found by fuzzing
+    convert): h5py raised ValueError building the read's memory type."""
+    path = tmp_path / "unnamed.h5"
+    shutil.copy(CORPUS / "convert" / "regress-unnamed-member", path)
+    with pytest.raises(FastMRIFormatError, match=r"unnamed\.h5.*a member with an empty name"):
+        read_raw(path)

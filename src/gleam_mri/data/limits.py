@@ -329,11 +329,22 @@ def _overlap(dtype: Any) -> str | None:
     return None
 
 
+def _unnamed(dtype: Any) -> str | None:
+    """A member of a structured dtype (at any depth) whose name is empty, if any: h5py cannot
+    build the memory type of a read from it (found by fuzzing)."""
+    for name, field in (dtype.fields or {}).items():
+        inner = "a member with an empty name" if name == "" else _unnamed(field[0].base)
+        if inner is not None:
+            return inner
+    return None
+
+
 def check_hdf5_dtype(path: str | Path, what: str, dtype: Any) -> None:
     """Refuse a dataset whose datatype h5py maps to a structured numpy dtype with overlapping
     fields (a member whose HDF5 type, e.g. a float of odd precision, needs a wider numpy type than
-    the file gives it): converting into that layout corrupts memory in libhdf5."""
-    problem = _overlap(dtype)
+    the file gives it): converting into that layout corrupts memory in libhdf5. Members with an
+    empty name are refused too (h5py cannot read them)."""
+    problem = _overlap(dtype) or _unnamed(dtype)
     if problem is not None:
         raise FastMRIFormatError(path, f"{what}: unsupported HDF5 compound datatype ({problem})")
 
