@@ -430,3 +430,12 @@ def test_compound_member_without_a_name_is_refused(tmp_path):
     shutil.copy(CORPUS / "convert" / "regress-unnamed-member", path)
     with pytest.raises(FastMRIFormatError, match=r"unnamed\.h5.*a member with an empty name"):
         read_raw(path)
+
+
+def test_attribute_name_that_is_not_utf8_reads(tmp_path):
+    """An attribute whose name is not UTF-8 (h5py gives it as bytes) broke the variable-length
+    attribute check with an AttributeError (found by fuzzing); the file reads."""
+    path = tmp_path / "names.h5"
+    shutil.copy(CORPUS / "fastmri" / "regress-bytes-attr-name", path)
+    info = inspect_fastmri(path)
+    assert info.attrs["gleam_kind"] == "2d" and any(isinstance(k, bytes) for k in info.attrs)

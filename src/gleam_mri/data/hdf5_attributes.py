@@ -110,7 +110,8 @@ def check_vlen_attributes(path: str | Path, obj: Any) -> None:
         aid = obj.attrs.get_id(name)
         members = _vlen_members(aid.get_type())
         if members:
-            vlen[name.encode()] = (members, aid.get_type().get_size(), math.prod(aid.shape or ()))
+            key = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+            vlen[key] = (members, aid.get_type().get_size(), math.prod(aid.shape or ()))
     if not vlen:
         return
     file_size = os.stat(path).st_size
