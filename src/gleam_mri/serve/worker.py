@@ -3,7 +3,9 @@
 A job runs :func:`gleam_mri.inference.reconstruct_with_run` (what ``gleam recon`` runs) with the
 model loaded at start; between slices the progress callback records ``done / total``, and stops
 the job when it was deleted (cancelled), ran past the time limit, or the service is stopping (the
-job then goes back to the queue).
+job then goes back to the queue). Before that, the upload is read in a child process
+(:mod:`gleam_mri.serve.quarantine`): a file that crashes or hangs the readers fails its job, not
+the service.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from gleam_mri.inference import reconstruct_with_run
 from gleam_mri.serve.jobs import Job, JobStore
 from gleam_mri.serve.models import LoadedModel
+from gleam_mri.serve.quarantine import read_in_child
 
 log = logging.getLogger("gleam.serve")
 
@@ -143,16 +146,20 @@ class Worker:
             except Exception:
                 log.exception("job %s: unexpected error in the worker", job.id)
 
+    def _check(self, job: Job) -> None:
+        """Raise when ``job`` was cancelled or the service is stopping."""
+        with self._lock:
+            if job.id in self._cancelled:
+                raise JobCancelled(job.id)
+        if self._stopping.is_set():
+            raise JobInterrupted(job.id)
+
     def _progress(self, job: Job, deadline: float) -> Callable[[int, int], None]:
         def progress(done: int, total: int) -> None:
             self.store.set_progress(job.id, done, total)
             if self.job_delay > 0 and done < total:
                 self._stopping.wait(self.job_delay)  # debugging aid: slow jobs on purpose
-            with self._lock:
-                if job.id in self._cancelled:
-                    raise JobCancelled(job.id)
-            if self._stopping.is_set():
-                raise JobInterrupted(job.id)
+            self._check(job)
             if time.monotonic() > deadline:
                 raise JobTimeout(
                     f"the job ran longer than the service's limit of {self.job_timeout:g} s "
@@ -171,9 +178,13 @@ class Worker:
         source = folder / job.input_name
         try:
             source = link_under_client_name(folder, job)
+            converted = folder / "run" / "converted" / f"{job.stem}.h5"
+            converted.parent.mkdir()
+            deadline = started + self.job_timeout
+            readable = read_in_child(source, converted, deadline, lambda: self._check(job))
             reconstruct_with_run(
                 self.models[job.model].run,
-                source,
+                readable,
                 out,
                 formats=tuple(job.formats),
                 undersample=job.undersample,
