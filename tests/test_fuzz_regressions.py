@@ -439,3 +439,26 @@ def test_attribute_name_that_is_not_utf8_reads(tmp_path):
     shutil.copy(CORPUS / "fastmri" / "regress-bytes-attr-name", path)
     info = inspect_fastmri(path)
     assert info.attrs["gleam_kind"] == "2d" and any(isinstance(k, bytes) for k in info.attrs)
+
+
+def test_twix_scans_without_samples_are_refused(tmp_path, monkeypatch):
+    """Image scans of 0 samples (a mutated real twix file, found by fuzzing) ended in numpy's
+    'Invalid number of FFT data points (0)'; now a format error."""
+    from types import SimpleNamespace
+
+    from gleam_mri.data import twix
+
+    class Scan:
+        cRep = cEco = cPar = cLin = cSlc = 0
+        data = np.zeros((4, 0), np.complex64)
+        mdh = SimpleNamespace(CenterCol=0, CenterLin=0)
+
+        def is_image_scan(self) -> bool:
+            return True
+
+        def is_flag_set(self, flag: str) -> bool:
+            return False
+
+    monkeypatch.setattr(twix, "_load", lambda path: {"mdb": [Scan()], "hdr": {}})
+    with pytest.raises(FastMRIFormatError, match=r"meas\.dat.*hold no samples.*\(4, 0\)"):
+        twix.read_twix(tmp_path / "meas.dat")

@@ -196,6 +196,10 @@ def read_twix(
     if len(shapes) != 1:
         raise FastMRIFormatError(path, f"image scans differ in (channels, samples): {shapes}")
     n_coils, n_col = next(iter(shapes))
+    if n_coils < 1 or n_col < 1:  # found by fuzzing: an FFT of 0 points further on
+        raise FastMRIFormatError(
+            path, f"the image scans hold no samples: (channels, samples) = {(n_coils, n_col)}"
+        )
     centre_col = int(scans[0].mdh.CenterCol) or n_col // 2
     x_size = 2 * max(centre_col, n_col - centre_col)
     centre_lin = int(scans[0].mdh.CenterLin)
