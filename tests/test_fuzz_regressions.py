@@ -121,19 +121,24 @@ def _ismrmrd_seed(tmp_path: Path, name: str = "raw.h5") -> Path:
     return path
 
 
-def test_vlen_length_beyond_the_file_is_refused_before_allocation(tmp_path):
-    """Found by ``ismrmrd`` (out of memory): an acquisition's variable-length ``data`` claimed
-    gigabytes, which libhdf5 allocated before reading."""
-    path = _ismrmrd_seed(tmp_path)
+def _first_data_descriptor(path: Path) -> int:
+    """Byte offset in the file of the first acquisition's variable-length ``data`` descriptor."""
     with h5py.File(path, "r") as hf:
         ds = hf["dataset/data"]
         ftype = ds.id.get_type()
         member = [ftype.get_member_name(i) for i in range(ftype.get_nmembers())].index(b"data")
-        field = ftype.get_member_offset(member)
         chunks = []
         ds.id.chunk_iter(lambda c: chunks.append(c.byte_offset))
+    return chunks[0] + ftype.get_member_offset(member)
+
+
+def test_vlen_length_beyond_the_file_is_refused_before_allocation(tmp_path):
+    """Found by ``ismrmrd`` (out of memory): an acquisition's variable-length ``data`` claimed
+    gigabytes, which libhdf5 allocated before reading."""
+    path = _ismrmrd_seed(tmp_path)
+    at = _first_data_descriptor(path)
     data = bytearray(path.read_bytes())
-    data[chunks[0] + field : chunks[0] + field + 4] = struct.pack("<I", 2**31 - 1)
+    data[at : at + 4] = struct.pack("<I", 2**31 - 1)
     path.write_bytes(bytes(data))
     with pytest.raises(
         FastMRIFormatError,
@@ -301,15 +306,8 @@ def test_compound_whose_fields_overlap_is_refused(tmp_path):
 def test_vlen_length_shorter_than_its_heap_object_is_refused(tmp_path):
     """libhdf5 copies a heap object whole into a buffer sized from the descriptor's length."""
     path = _ismrmrd_seed(tmp_path, "short.h5")
-    with h5py.File(path, "r") as hf:
-        ds = hf["dataset/data"]
-        ftype = ds.id.get_type()
-        member = [ftype.get_member_name(i) for i in range(ftype.get_nmembers())].index(b"data")
-        field = ftype.get_member_offset(member)
-        chunks = []
-        ds.id.chunk_iter(lambda c: chunks.append(c.byte_offset))
+    at = _first_data_descriptor(path)
     data = bytearray(path.read_bytes())
-    at = chunks[0] + field
     claimed = struct.unpack_from("<I", data, at)[0]
     assert claimed > 1
     data[at : at + 4] = struct.pack("<I", 1)

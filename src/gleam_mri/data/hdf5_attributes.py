@@ -103,12 +103,12 @@ def check_vlen_attributes(path: str | Path, obj: Any) -> None:
     """
     import h5py
 
-    from gleam_mri.data.limits import _sizes, _vlen_members
+    from gleam_mri.data.limits import hdf5_sizes, vlen_members
 
     vlen = {}
     for name in obj.attrs:
         aid = obj.attrs.get_id(name)
-        members = _vlen_members(aid.get_type())
+        members = vlen_members(aid.get_type())
         if members:
             key = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
             vlen[key] = (members, aid.get_type().get_size(), math.prod(aid.shape or ()))
@@ -117,7 +117,7 @@ def check_vlen_attributes(path: str | Path, obj: Any) -> None:
     file_size = os.stat(path).st_size
     with open(path, "rb") as fh:
         buf = memoryview(fh.read())
-    off, length = _sizes(buf)
+    off, length = hdf5_sizes(buf)
     addr = h5py.h5o.get_info(obj.id).addr
     try:
         for kind, start, size in _messages(buf, addr, off, length):

@@ -82,7 +82,7 @@ _checked_heaps: dict[tuple[int, int, int, int], None] = {}
 _MIN_SKIP = 2**20  # raw-data extents at least this large are not scanned
 
 
-def _sizes(buf: memoryview) -> tuple[int, int]:
+def hdf5_sizes(buf: memoryview) -> tuple[int, int]:
     """The superblock's "size of offsets" and "size of lengths" (bytes; 8 unless it says so)."""
     base = 0
     while base + 16 <= len(buf):
@@ -94,7 +94,7 @@ def _sizes(buf: memoryview) -> tuple[int, int]:
 
 
 def _length_size(buf: memoryview) -> int:
-    return _sizes(buf)[1]
+    return hdf5_sizes(buf)[1]
 
 
 def _heap_loop_at(buf: memoryview, start: int, length_size: int) -> bool:
@@ -209,7 +209,7 @@ def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, i
 # descriptor claims before it reads the heap. The descriptors are read here, as raw bytes, first.
 
 
-def _vlen_members(ftype: Any) -> list[tuple[int, int]]:
+def vlen_members(ftype: Any) -> list[tuple[int, int]]:
     """``(byte offset in a record, element size)`` of each variable-length part of a file type."""
     import h5py
 
@@ -217,7 +217,7 @@ def _vlen_members(ftype: Any) -> list[tuple[int, int]]:
         out = []
         for i in range(ftype.get_nmembers()):
             offset = ftype.get_member_offset(i)
-            out += [(offset + o, n) for o, n in _vlen_members(ftype.get_member_type(i))]
+            out += [(offset + o, n) for o, n in vlen_members(ftype.get_member_type(i))]
         return out
     if ftype.get_class() == h5py.h5t.VLEN:
         return [(0, ftype.get_super().get_size())]
@@ -242,7 +242,7 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
     import numpy as np
 
     ftype = ds.id.get_type()
-    members = _vlen_members(ftype)
+    members = vlen_members(ftype)
     if not members or ds.id.get_create_plist().get_nfilters() > 0:
         return 0
     record = ftype.get_size()
@@ -291,7 +291,7 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
         # (and compares the sizes after the copy): a shorter claim overruns that buffer
         buf = memoryview(mm)
         try:
-            offset_size, length_size = _sizes(buf)
+            offset_size, length_size = hdf5_sizes(buf)
             collections: dict[int, dict[int, int]] = {}
             for table, elem in descriptors if offset_size == 8 else ():
                 for n, addr, index in zip(
