@@ -460,3 +460,20 @@ def test_twix_scans_without_samples_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(twix, "_load", lambda path: {"mdb": [Scan()], "hdr": {}})
     with pytest.raises(FastMRIFormatError, match=r"meas\.dat.*hold no samples.*\(4, 0\)"):
         twix.read_twix(tmp_path / "meas.dat")
+
+
+def test_chunk_listed_twice_is_refused_before_libhdf5_reads_it(tmp_path):
+    # the one out-of-memory finding: an acquisition table whose chunk index lists chunk (0,) twice
+    # (once stored in 0 bytes at byte 0); libhdf5 took bytes it never read for variable-length
+    # descriptors and allocated 0.5-12.7 GB, a different amount on each run
+    path = tmp_path / "upload"
+    shutil.copy(CORPUS / "convert" / "regress-chunk-listed-twice", path)
+    _refused_within(30, lambda: read_raw(path), "corrupt chunk index: the chunk at (0,) is listed")
+
+
+def test_chunk_stored_short_is_refused():
+    from gleam_mri.data.limits import _check_chunk_index
+
+    _check_chunk_index("f.h5", "/d", [((0,), 800, 372), ((1,), 1172, 372)], 372)
+    with pytest.raises(FastMRIFormatError, match=r"f\.h5: /d: corrupt chunk index: .* 0 bytes"):
+        _check_chunk_index("f.h5", "/d", [((0,), 800, 372), ((1,), 0, 0)], 372)

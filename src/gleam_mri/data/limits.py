@@ -254,6 +254,7 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
         chunks: list[tuple[tuple[int, ...], int, int]] = []
         ds.id.chunk_iter(lambda c: chunks.append((c.chunk_offset, c.byte_offset, c.size)))
         extents = [(o, n) for _, o, n in sorted(chunks)]
+        _check_chunk_index(path, what, chunks, math.prod(ds.chunks) * record)
     else:
         return 0  # compact storage: the descriptors sit in the object header (a few bytes)
     file_size = os.stat(path).st_size
@@ -310,6 +311,28 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
         finally:
             buf.release()
     return total
+
+
+def _check_chunk_index(
+    path: str | Path, what: str, chunks: list[tuple[tuple[int, ...], int, int]], nbytes: int
+) -> None:
+    """Refuse an unfiltered chunk index that lists a chunk twice or a chunk not stored whole
+    (``nbytes`` each). libhdf5 reads variable-length descriptors from such an index that are in
+    no record of the file: on a fuzzed table whose chunk (0,) was listed twice, once in 0 bytes,
+    it allocated between 0.5 and 12.7 GB, a different amount on each run of the same file."""
+    seen: set[tuple[int, ...]] = set()
+    for coords, offset, size in chunks:
+        if size != nbytes:
+            raise FastMRIFormatError(
+                path,
+                f"{what}: corrupt chunk index: the chunk at {coords} is stored in {size} bytes "
+                f"at byte {offset}, not {nbytes}",
+            )
+        if coords in seen:
+            raise FastMRIFormatError(
+                path, f"{what}: corrupt chunk index: the chunk at {coords} is listed twice"
+            )
+        seen.add(coords)
 
 
 def _overlap(dtype: Any) -> str | None:
