@@ -6,7 +6,9 @@
 #   cine the beating-heart phantom, 8 frames of 48x48, 4 coils, (2+1)D PGD-ResNet, 6 iterations
 # with a budget in which end to end fits 3 (2d) or 2 (3d, cine) iterations, 3 seeds per arm.
 # Usage: bash benchmarks/study_cpu.sh [KIND] [OUT] [ARM ...]   (default 2d, runs/study-KIND, all
-# arms). Every run uses one thread (OMP_NUM_THREADS=1) so that step times compare across arms
+# arms). SET="key=value ..." adds config overrides for every arm, e.g. the bounded network on
+# which MEL (the invertible arm) trains: SET="model.dc.step_max=0.5 model.spectral_bound=0.25".
+# Every run uses one thread (OMP_NUM_THREADS=1) so that step times compare across arms
 # while the second core stays free; keep the machine otherwise idle. 2d: about an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +33,7 @@ if [ ! -d "$DATA/test" ]; then
     fi
     "$GLEAM" simulate "$DATA" --kind "$KIND" "${SIM[@]}" --coils 4 "${ANATOMY[@]}" --quiet
 fi
-"$GLEAM" study "configs/study-$KIND.yaml" --set data.root="$DATA" --budget "$BUDGET" --seeds 3 \
-    --device cpu --out "$OUT" --quiet ${ARMS[@]:+--arms "${ARMS[@]}"}
+OVERRIDES=()
+for kv in ${SET:-}; do OVERRIDES+=(--set "$kv"); done
+"$GLEAM" study "configs/study-$KIND.yaml" --set data.root="$DATA" "${OVERRIDES[@]}" \
+    --budget "$BUDGET" --seeds 3 --device cpu --out "$OUT" --quiet ${ARMS[@]:+--arms "${ARMS[@]}"}

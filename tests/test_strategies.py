@@ -408,63 +408,6 @@ def test_a_new_strategy_is_one_class_and_one_registry_entry(monkeypatch):
         load_config(None, ["strategy.name=halved", "strategy.halvings=0"])
 
 
-# ----------------------------------------------------------------------------- MEL
-
-
-def _mel_net(name: str, **dc):
-    from gleam_mri.models.builders import modl, pgd_resnet
-
-    torch.manual_seed(0)
-    build = pgd_resnet if name == "pgd" else modl
-    return build("2d", 3, features=8, blocks=2, **dc).double()
-
-
-@pytest.mark.parametrize("name", ["pgd", "modl"])
-def test_fixed_point_inverse_rebuilds_the_input_of_an_iteration(name):
-    """With a contractive step (PGD step 0.5) the fixed-point inverse converges: 40 iterations
-    rebuild an iteration's input to 1e-6 in float64. MoDL's closed-form step inverse is as exact
-    as the forward CG solve (its relative-residual tolerance): measured 1.9e-6, bound 1e-5."""
-    from gleam_mri.models.unrolled import Problem
-
-    batch = make_batch("2d")
-    net = _mel_net(name, **({"step_init": 0.5} if name == "pgd" else {}))
-    problem = Problem.from_batch(batch)
-    x = problem.x0 + 0.1 * torch.randn_like(problem.x0)
-    with torch.no_grad():
-        out = net.iterations[0](x, problem)
-        rebuilt = net.iterations[0].fixed_point_inverse(out, problem, 40)
-    assert float((rebuilt - x).norm() / x.norm()) < (1e-6 if name == "pgd" else 1e-5)
-
-
-@pytest.mark.parametrize("name", ["pgd", "modl"])
-def test_mel_gradients_approach_end_to_end(name):
-    """MEL (fixed-point inversion) on the ordinary network: same loss as end to end, gradients
-    within 1% with 20 fixed-point iterations (measured 0.4% PGD, 0.14% MoDL); the rebuilt
-    initial state's error is reported as ``inversion_error``."""
-    batch = make_batch("2d")
-    nets = [_mel_net(name), _mel_net(name)]
-    ref = gradients("e2e", nets[0], batch)
-    strategy = build_strategy(
-        "invertible", nets[1], build_loss("mse"), inversion="fixed-point", fixed_point_iters=20
-    )
-    metrics = strategy.forward_backward(batch)
-    grads = {n: p.grad.clone() for n, p in nets[1].named_parameters()}
-    assert metrics["loss"] == pytest.approx(ref[0], rel=1e-12)
-    total = torch.sqrt(sum(g.norm() ** 2 for g in ref[1].values()))
-    error = torch.sqrt(sum((grads[n] - g).norm() ** 2 for n, g in ref[1].items())) / total
-    assert error < 1e-2
-    assert metrics["inversion_error"] >= 0
-    with pytest.raises(ValueError, match="ordinary network"):
-        build_strategy(
-            "invertible",
-            make_net("2d", 2, invertible=True),
-            build_loss("l1"),
-            inversion="fixed-point",
-        )
-    with pytest.raises(ValueError, match="no fixed_point_inverse"):
-        build_strategy("invertible", make_net("2d", 2), build_loss("l1"), inversion="fixed-point")
-
-
 def test_coupling_inversion_error_is_rounding():
     strategy = build_strategy("invertible", make_net("2d", 3, invertible=True), build_loss("l1"))
     assert strategy.forward_backward(make_batch("2d"))["inversion_error"] < 1e-12

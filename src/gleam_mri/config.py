@@ -95,6 +95,8 @@ class ModelConfig:
     levels: int = field(default=3, metadata=at_least(1))
     shared_weights: bool = False
     invertible: bool = False
+    # bound on each regulariser convolution's spectral norm (for MEL; see models/lipschitz.py)
+    spectral_bound: float | None = field(default=None, metadata=at_least(0, strict=True))
     dc: dict[str, Any] = field(default_factory=dict)  # e.g. step_init, lam_init, cg_iters
     sens_features: int = field(default=8, metadata=at_least(1))  # varnet sensitivity network
     sens_levels: int = field(default=3, metadata=at_least(1))

@@ -9,6 +9,7 @@ from torch import nn
 
 from gleam_mri.models.dc import GradientDC, KspaceDC, ProximalDC
 from gleam_mri.models.iterations import MoDLIteration, PGDIteration
+from gleam_mri.models.lipschitz import bound_spectral_norms_
 from gleam_mri.models.regularizers import build_regularizer
 from gleam_mri.models.unrolled import Iteration, UnrolledNet
 from gleam_mri.models.varnet import SensitivityModel, VarNetCascade
@@ -16,10 +17,14 @@ from gleam_mri.models.varnet import SensitivityModel, VarNetCascade
 DIMS_OF_KIND = {"2d": "2d", "3d": "3d", "cine": "2d+t"}
 
 
-def _regularizer(name: str, dims: str, features: int, blocks: int, levels: int) -> nn.Module:
+def _regularizer(
+    name: str, dims: str, features: int, blocks: int, levels: int, spectral_bound: float | None
+) -> nn.Module:
     if name == "resnet":
-        return build_regularizer("resnet", dims, features=features, blocks=blocks)
-    return build_regularizer("unet", dims, features=features, levels=levels)
+        reg = build_regularizer("resnet", dims, features=features, blocks=blocks)
+    else:
+        reg = build_regularizer("unet", dims, features=features, levels=levels)
+    return reg if spectral_bound is None else bound_spectral_norms_(reg, spectral_bound)
 
 
 def _iterations(
@@ -31,12 +36,14 @@ def _iterations(
     levels: int,
     unrolls: int,
     shared: bool,
+    spectral_bound: float | None = None,
 ) -> list[Iteration]:
     """``unrolls`` iterations ``iteration(regulariser)``, each with its own regulariser (or one
-    shared by all)."""
+    shared by all); ``spectral_bound``: see :mod:`gleam_mri.models.lipschitz`."""
 
     def make() -> Iteration:
-        return iteration(_regularizer(regularizer, dims, features, blocks, levels))
+        reg = _regularizer(regularizer, dims, features, blocks, levels, spectral_bound)
+        return iteration(reg)
 
     if shared:
         one = make()
@@ -53,12 +60,17 @@ def pgd_resnet(
     levels: int = 3,
     shared_weights: bool = False,
     invertible: bool = False,
-    step_init: float = 1.0,
+    spectral_bound: float | None = None,
+    step_init: float | None = None,
+    step_max: float | None = None,
 ) -> UnrolledNet:
-    """PGD with a ResNet denoiser per iteration, as in the GLEAM paper (image state)."""
+    """PGD with a ResNet denoiser per iteration, as in the GLEAM paper (image state).
+
+    ``step_init`` (default ``1 / L``, or ``step_max / 2``) and ``step_max`` (a bound on the learned
+    step, e.g. ``0.5`` for MEL's inversion): see :class:`~gleam_mri.models.dc.GradientDC`."""
     iterations = _iterations(
-        lambda reg: PGDIteration(reg, GradientDC(step_init=step_init)),
-        regularizer, dims, features, blocks, levels, unrolls, shared_weights,
+        lambda reg: PGDIteration(reg, GradientDC(step_init=step_init, step_max=step_max)),
+        regularizer, dims, features, blocks, levels, unrolls, shared_weights, spectral_bound,
     )  # fmt: skip
     return UnrolledNet(iterations, "image", invertible=invertible)
 
@@ -72,6 +84,7 @@ def modl(
     levels: int = 3,
     shared_weights: bool = False,
     invertible: bool = False,
+    spectral_bound: float | None = None,
     lam_init: float = 0.05,
     cg_iters: int = 10,
 ) -> UnrolledNet:
@@ -83,7 +96,7 @@ def modl(
 
     iterations = _iterations(
         lambda reg: MoDLIteration(reg, ProximalDC(lam_init=lam_init, max_iter=cg_iters)),
-        regularizer, dims, features, blocks, levels, unrolls, shared_weights,
+        regularizer, dims, features, blocks, levels, unrolls, shared_weights, spectral_bound,
     )  # fmt: skip
     return UnrolledNet(iterations, "image", invertible=invertible)
 
@@ -100,6 +113,7 @@ def varnet(
     blocks: int = 5,
     shared_weights: bool = False,
     invertible: bool = False,
+    spectral_bound: float | None = None,
     eta_init: float = 1.0,
 ) -> UnrolledNet:
     """E2E-VarNet: U-Net cascades in k-space and a learned sensitivity model (k-space state)."""
@@ -107,7 +121,7 @@ def varnet(
     prologue = SensitivityModel(dims, features=sens_features, levels=sens_levels, chunk=sens_chunk)
     iterations = _iterations(
         lambda reg: VarNetCascade(reg, KspaceDC(eta_init=eta_init)),
-        regularizer, dims, features, blocks, levels, unrolls, shared_weights,
+        regularizer, dims, features, blocks, levels, unrolls, shared_weights, spectral_bound,
     )  # fmt: skip
     return UnrolledNet(iterations, "kspace", prologue=prologue, invertible=invertible)
 
@@ -135,6 +149,7 @@ def build_model(model_cfg: Any, kind: str) -> UnrolledNet:
         "regularizer": model_cfg.regularizer,
         "shared_weights": model_cfg.shared_weights,
         "invertible": model_cfg.invertible,
+        "spectral_bound": model_cfg.spectral_bound,
     }
     if model_cfg.name == "varnet":
         common.update(

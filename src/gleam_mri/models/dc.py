@@ -89,30 +89,69 @@ class GradientDC(nn.Module):
     """One gradient step on ``||A x - y||^2 / 2``: ``x - step * A^H (A x - y)``.
 
     ``step = softplus(raw_step) + 1e-8 > 0``. The default ``step_init = 1.0`` is ``1 / L`` for
-    maps with ``sum_c |S_c|^2 = 1`` (then ``||A^H A|| <= 1`` with the orthonormal FFT).
+    maps with ``sum_c |S_c|^2 = 1`` (then ``||A^H A|| <= 1`` with the orthonormal FFT). With
+    ``step_max`` the step is bounded instead, ``step = step_max * sigmoid(raw_step)`` (default
+    start ``step_max / 2``): ``step_max < 1`` keeps the step invertible (``I - step A^H A``
+    positive definite, with an inverse of norm ``<= 1 / (1 - step_max)``), which memory-efficient
+    learning (MEL) needs to rebuild the step's input from its output.
 
     ``forward(x, op, y)``: image ``x`` ``(B, *D)``, measured k-space ``y`` ``(B, C, *D)`` -> image
     ``(B, *D)`` of the dtype of ``x``. It runs in every iteration and checks nothing: shapes are
     checked where the data enter (:class:`~gleam_mri.data.batch.MRIBatch`, ``SenseOp``).
     """
 
-    def __init__(self, step_init: float = 1.0, learnable: bool = True) -> None:
+    def __init__(
+        self, step_init: float | None = None, learnable: bool = True, step_max: float | None = None
+    ) -> None:
         super().__init__()
+        if step_max is not None:
+            _check_positive("step_max", step_max)
+        if step_init is None:
+            step_init = 1.0 if step_max is None else step_max / 2
         _check_positive("step_init", step_init)
-        _weight(self, "raw_step", _inverse_positive(step_init), learnable)
+        if step_max is None:
+            raw = _inverse_positive(step_init)
+        elif step_init < step_max:
+            raw = math.log(step_init / (step_max - step_init))  # logit(step_init / step_max)
+        else:
+            raise ValueError(f"step_init must be < step_max = {step_max}, got {step_init}")
+        _weight(self, "raw_step", raw, learnable)
+        self.step_max = step_max
 
     @property
     def step(self) -> torch.Tensor:
         """The positive step size, a real 0-dim tensor."""
-        return _positive(self.raw_step)
+        if self.step_max is None:
+            return _positive(self.raw_step)
+        return self.step_max * torch.sigmoid(self.raw_step)
 
     def forward(self, x: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
         step = self.step.to(x.real.dtype)
         return x - step * op.adjoint(op.forward(x) - y)
 
+    def inverse(self, z: torch.Tensor, op: SenseOp, y: torch.Tensor, iters: int) -> torch.Tensor:
+        """Approximate ``x`` with ``forward(x, op, y) = z``, image ``(B, *D)``.
+
+        With ``step_max <= 1``: ``(I - step A^H A) x = z - step A^H y`` (positive definite) by
+        ``iters`` CG iterations from ``z``. Unbounded: ``iters`` fixed-point iterations
+        ``x <- z + step A^H (A x - y)`` from ``z``, a contraction only where
+        ``step ||A^H A|| < 1`` (what the data replace is left as in ``z``)."""
+        step = self.step.to(z.real.dtype)
+        if self.step_max is not None and self.step_max <= 1:
+
+            def normal(x: torch.Tensor) -> torch.Tensor:
+                return x - step * op.adjoint(op.forward(x))
+
+            return conjugate_gradient(normal, z - step * op.adjoint(y), x0=z, max_iter=iters)
+        x = z
+        for _ in range(iters):
+            x = z + step * op.adjoint(op.forward(x) - y)
+        return x
+
     def extra_repr(self) -> str:
         learnable = isinstance(self.raw_step, nn.Parameter)
-        return f"step={self.step.item():.4g}, learnable={learnable}"
+        bound = "" if self.step_max is None else f", step_max={self.step_max:g}"
+        return f"step={self.step.item():.4g}{bound}, learnable={learnable}"
 
 
 class _ProximalSolve(torch.autograd.Function):

@@ -5,8 +5,11 @@ memory-efficient learning (MEL; Kellman et al., IEEE TCI 2020), the invertible b
 GLEAM paper: the residual denoiser ``R(z) = z + g(z)`` by ``z <- x' - g(z)`` (exact when ``g`` is a
 contraction and enough iterations run), PGD's gradient step ``G(x) = x - a A^H (A x - y)`` by
 ``x <- z + a A^H (A x - y)`` (a contraction only where ``a ||A^H A|| < 1``: components fully
-replaced by the data, ``a = 1`` on sampled k-space, are not recovered), and MoDL's proximal step in
-closed form, ``R(x) = ((A^H A + lam) x' - A^H y) / lam``.
+replaced by the data, ``a = 1`` on sampled k-space, are not recovered) or, with a bounded step
+(``model.dc.step_max <= 1``), by CG on ``(I - a A^H A) x = z - a A^H y``
+(:meth:`GradientDC.inverse`), and MoDL's proximal step in closed form,
+``R(x) = ((A^H A + lam) x' - A^H y) / lam``. A fair MEL on PGD needs the bounded network:
+``model.dc.step_max`` and ``model.spectral_bound`` (:mod:`gleam_mri.models.lipschitz`).
 """
 
 from __future__ import annotations
@@ -32,11 +35,7 @@ class PGDIteration(Iteration):
     def fixed_point_inverse(self, out: torch.Tensor, problem: Problem, iters: int) -> torch.Tensor:
         """Approximate input ``x`` with ``forward(x) = out`` (``(B, *D)``; see the module)."""
         z = invert_residual(self.regularizer, out, iters)
-        step = self.dc.step.to(z.real.dtype)
-        x = z
-        for _ in range(iters):
-            x = z + step * problem.op.adjoint(problem.op.forward(x) - problem.y)
-        return x
+        return self.dc.inverse(z, problem.op, problem.y, iters)
 
 
 class MoDLIteration(Iteration):
