@@ -25,6 +25,23 @@ def gradients(name: str, net, batch, **kwargs) -> tuple[float, dict[str, torch.T
     return loss, {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
+def mel_against_e2e(make, iters: int) -> tuple[float, float]:
+    """MEL's gradient error relative to end to end on two copies ``make()`` of one network (the
+    losses must agree), and its ``inversion_error``."""
+    batch = make_batch("2d")
+    nets = [make(), make()]
+    ref = gradients("e2e", nets[0], batch)
+    strategy = build_strategy(
+        "invertible", nets[1], build_loss("mse"), inversion="fixed-point", fixed_point_iters=iters
+    )
+    metrics = strategy.forward_backward(batch)
+    grads = {n: p.grad.clone() for n, p in nets[1].named_parameters()}
+    assert metrics["loss"] == pytest.approx(ref[0], rel=1e-12)
+    total = torch.sqrt(sum(g.norm() ** 2 for g in ref[1].values()))
+    error = torch.sqrt(sum((grads[n] - g).norm() ** 2 for n, g in ref[1].items())) / total
+    return float(error), metrics["inversion_error"]
+
+
 def _mel_net(name: str, **dc):
     from gleam_mri.models.builders import modl
 
@@ -55,19 +72,8 @@ def test_mel_gradients_approach_end_to_end(name):
     """MEL (fixed-point inversion) on the ordinary network: same loss as end to end, gradients
     within 1% with 20 fixed-point iterations (measured 0.4% PGD, 0.14% MoDL); the rebuilt
     initial state's error is reported as ``inversion_error``."""
-    batch = make_batch("2d")
-    nets = [_mel_net(name), _mel_net(name)]
-    ref = gradients("e2e", nets[0], batch)
-    strategy = build_strategy(
-        "invertible", nets[1], build_loss("mse"), inversion="fixed-point", fixed_point_iters=20
-    )
-    metrics = strategy.forward_backward(batch)
-    grads = {n: p.grad.clone() for n, p in nets[1].named_parameters()}
-    assert metrics["loss"] == pytest.approx(ref[0], rel=1e-12)
-    total = torch.sqrt(sum(g.norm() ** 2 for g in ref[1].values()))
-    error = torch.sqrt(sum((grads[n] - g).norm() ** 2 for n, g in ref[1].items())) / total
-    assert error < 1e-2
-    assert metrics["inversion_error"] >= 0
+    error, inversion_error = mel_against_e2e(lambda: _mel_net(name), 20)
+    assert error < 1e-2 and inversion_error >= 0
     with pytest.raises(ValueError, match="ordinary network"):
         build_strategy(
             "invertible",
@@ -151,19 +157,9 @@ def test_mel_on_the_bounded_network_follows_end_to_end():
     spectral norm <= 0.5): MEL rebuilds the initial state and its gradients equal end to end's to
     1e-6 (measured 6e-8 and 6e-9). The GLEAM network (step 1 / L, unbounded): inversion error
     above 1 (measured 41), gradients 16% off."""
-    batch = make_batch("2d")
-    for model, exact in [({"step_max": 0.5, "spectral_bound": 0.5}, True), ({}, False)]:
-        nets = [_grown_mel_net(**model), _grown_mel_net(**model)]
-        ref = gradients("e2e", nets[0], batch)
-        strategy = build_strategy(
-            "invertible", nets[1], build_loss("mse"), inversion="fixed-point", fixed_point_iters=10
-        )
-        metrics = strategy.forward_backward(batch)
-        grads = {n: p.grad.clone() for n, p in nets[1].named_parameters()}
-        assert metrics["loss"] == pytest.approx(ref[0], rel=1e-12)
-        total = torch.sqrt(sum(g.norm() ** 2 for g in ref[1].values()))
-        error = torch.sqrt(sum((grads[n] - g).norm() ** 2 for n, g in ref[1].items())) / total
-        if exact:
-            assert error < 1e-6 and metrics["inversion_error"] < 1e-6
-        else:
-            assert error > 1e-2 and metrics["inversion_error"] > 1
+    error, inversion_error = mel_against_e2e(
+        lambda: _grown_mel_net(step_max=0.5, spectral_bound=0.5), 10
+    )
+    assert error < 1e-6 and inversion_error < 1e-6
+    error, inversion_error = mel_against_e2e(_grown_mel_net, 10)
+    assert error > 1e-2 and inversion_error > 1
