@@ -477,3 +477,14 @@ def test_chunk_stored_short_is_refused():
     _check_chunk_index("f.h5", "/d", [((0,), 800, 372), ((1,), 1172, 372)], 372)
     with pytest.raises(FastMRIFormatError, match=r"f\.h5: /d: corrupt chunk index: .* 0 bytes"):
         _check_chunk_index("f.h5", "/d", [((0,), 800, 372), ((1,), 0, 0)], 372)
+
+
+def test_string_attribute_whose_type_field_is_undefined_is_refused(tmp_path):
+    """A fuzzed real file whose string attribute's variable-length type field read 6 (0 is a
+    sequence, 1 a string): h5py saw a sequence of bytes and libhdf5's read crashed (SIGSEGV)."""
+    path = _fastmri_file(tmp_path / "vlen-type.h5")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x19\x01\x01\x00\x10\x00\x00\x00", data.index(b"acquisition"))
+    data[at + 1] = 0x06  # class bit field: type 6, undefined
+    path.write_bytes(bytes(data))
+    _refused_within(30, lambda: inspect_fastmri(path), "attribute 'acquisition' holds variable")

@@ -94,6 +94,24 @@ def _attribute(buf: memoryview, start: int, size: int) -> tuple[bytes, int] | No
     return bytes(buf[name_at : name_at + name_n - 1]), data
 
 
+def _has_vlen_sequence(ftype: Any) -> bool:
+    """Whether a file datatype is or contains a variable-length sequence (not a string).
+
+    A fuzzed file turned a string attribute's type field into an undefined value (6, where 0 is a
+    sequence and 1 a string): h5py saw a sequence of bytes, and libhdf5 reading it called its
+    write path and crashed (SIGSEGV in ``H5VL_blob_put``)."""
+    import h5py
+
+    if ftype.get_class() == h5py.h5t.VLEN:
+        return True
+    if ftype.get_class() == h5py.h5t.COMPOUND:
+        members = range(ftype.get_nmembers())
+        return any(_has_vlen_sequence(ftype.get_member_type(i)) for i in members)
+    if ftype.get_class() == h5py.h5t.ARRAY:
+        return _has_vlen_sequence(ftype.get_super())
+    return False
+
+
 def check_vlen_attributes(path: str | Path, obj: Any) -> None:
     """Refuse ``obj``'s (an h5py group or dataset) variable-length attributes whose descriptors
     claim more bytes than the file holds; call before reading any attribute.
@@ -108,6 +126,12 @@ def check_vlen_attributes(path: str | Path, obj: Any) -> None:
     vlen = {}
     for name in obj.attrs:
         aid = obj.attrs.get_id(name)
+        if _has_vlen_sequence(aid.get_type()):
+            raise FastMRIFormatError(
+                path,
+                f"attribute {name!r} holds variable-length sequences, which no fastMRI, ISMRMRD "
+                "or gleam file has (a damaged string type reads as one and crashes libhdf5)",
+            )
         members = vlen_members(aid.get_type())
         if members:
             key = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
