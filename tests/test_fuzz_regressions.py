@@ -392,7 +392,7 @@ def test_attribute_claiming_gigabytes_is_refused_before_allocation(tmp_path, lib
     the heap address bad (2.3 GB peak, found by fuzzing); now refused from the object header.
     Version 2 headers carry a checksum (a patched claim is refused by libhdf5 unless the checksum
     is recomputed), so there the walk is checked to read the true claim."""
-    from gleam_mri.data.hdf5_attributes import _ATTRIBUTE, _attribute, _messages
+    from gleam_mri.data.hdf5_attributes import _ATTRIBUTE, _attribute, header_messages
 
     path = tmp_path / "attr.h5"
     value = "an acquisition name"
@@ -404,7 +404,7 @@ def test_attribute_claiming_gigabytes_is_refused_before_allocation(tmp_path, lib
     assert inspect_fastmri(path).attrs["acquisition"] == value  # a sound file reads as before
     data = bytearray(path.read_bytes())
     found = {}
-    for kind, start, size in _messages(memoryview(bytes(data)), addr, 8, 8):
+    for kind, start, size in header_messages(memoryview(bytes(data)), addr, 8, 8):
         if kind == _ATTRIBUTE:
             name, at = _attribute(memoryview(bytes(data)), start, size)
             found[name] = struct.unpack_from("<I", data, at)[0] if name == b"acquisition" else 0
@@ -488,3 +488,19 @@ def test_string_attribute_whose_type_field_is_undefined_is_refused(tmp_path):
     data[at + 1] = 0x06  # class bit field: type 6, undefined
     path.write_bytes(bytes(data))
     _refused_within(30, lambda: inspect_fastmri(path), "attribute 'acquisition' holds variable")
+
+
+@pytest.mark.parametrize("member", [0, 1])
+def test_sample_sequence_whose_type_field_is_undefined_is_refused(tmp_path, member):
+    """The same damage in an ISMRMRD table's traj or data member (found by hand after the
+    attribute): h5py saw float32 sequences and libhdf5's read crashed; now refused from the
+    datatype message in the object header."""
+    path = tmp_path / "table.h5"
+    data = bytearray((CORPUS / "ismrmrd" / "seed-2d").read_bytes())
+    vlen_float = b"\x19\x00\x00\x00\x10\x00\x00\x00"  # version 1, variable-length, sequence
+    at = data.index(vlen_float)
+    if member:
+        at = data.index(vlen_float, at + 1)
+    data[at + 1] = 0x06
+    path.write_bytes(bytes(data))
+    _refused_within(30, lambda: read_raw(path), "a variable-length type field reads 6")

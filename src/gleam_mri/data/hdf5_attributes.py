@@ -28,25 +28,27 @@ _ATTRIBUTE, _CONTINUATION = 0x000C, 0x0010
 _MAX_MESSAGES = 65536  # a bound on the walk of a corrupt header
 
 
-def _u(buf: memoryview, at: int, size: int) -> int:
+def read_uint(buf: memoryview, at: int, size: int) -> int:
     if at < 0 or at + size > len(buf):
         raise IndexError(at)
     return int.from_bytes(buf[at : at + size], "little")
 
 
-def _messages(buf: memoryview, addr: int, off: int, length: int) -> Iterator[tuple[int, int, int]]:
+def header_messages(
+    buf: memoryview, addr: int, off: int, length: int
+) -> Iterator[tuple[int, int, int]]:
     """``(type, start, size)`` of the messages of the object header at ``addr`` (v1 or v2),
     following continuation messages; stops at anything malformed (``IndexError`` when a field
     lies past the end of the file)."""
     v2 = bytes(buf[addr : addr + 4]) == b"OHDR"
     if v2:  # "OHDR", version, flags, [times 16], [phase change 4], chunk #0 size (1 to 8 bytes)
-        flags = _u(buf, addr + 5, 1)
+        flags = read_uint(buf, addr + 5, 1)
         at = addr + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
         width = 1 << (flags & 0x03)
-        chunks = [(at + width, at + width + _u(buf, at, width))]
+        chunks = [(at + width, at + width + read_uint(buf, at, width))]
         prefix = 4 + (2 if flags & 0x04 else 0)  # type 1, size 2, flags 1 [, creation order 2]
-    elif _u(buf, addr, 1) == 1:  # version 1: 12 bytes of header, 4 of padding, then messages
-        chunks = [(addr + 16, addr + 16 + _u(buf, addr + 8, 4))]
+    elif read_uint(buf, addr, 1) == 1:  # version 1: 12 bytes of header, 4 of padding, then messages
+        chunks = [(addr + 16, addr + 16 + read_uint(buf, addr + 8, 4))]
         prefix = 8  # type 2, size 2, flags 1, reserved 3
     else:
         return
@@ -57,13 +59,13 @@ def _messages(buf: memoryview, addr: int, off: int, length: int) -> Iterator[tup
             return
         seen.add(at)
         while at + prefix <= end and count < _MAX_MESSAGES:
-            kind = _u(buf, at, 1 if v2 else 2)
-            size = _u(buf, at + (1 if v2 else 2), 2)
+            kind = read_uint(buf, at, 1 if v2 else 2)
+            size = read_uint(buf, at + (1 if v2 else 2), 2)
             data = at + prefix
             if data + size > end:
                 return
             if kind == _CONTINUATION:
-                start, n = _u(buf, data, off), _u(buf, data + off, length)
+                start, n = read_uint(buf, data, off), read_uint(buf, data + off, length)
                 if v2:  # "OCHK", messages, checksum
                     chunks.append((start + 4, start + n - 4))
                 else:
@@ -76,8 +78,8 @@ def _messages(buf: memoryview, addr: int, off: int, length: int) -> Iterator[tup
 def _attribute(buf: memoryview, start: int, size: int) -> tuple[bytes, int] | None:
     """``(name, data offset)`` of the attribute message at ``start``; ``None`` when its datatype
     or dataspace is shared (stored elsewhere) or the message is malformed."""
-    version, flags = _u(buf, start, 1), _u(buf, start + 1, 1)
-    name_n, type_n, space_n = (_u(buf, start + 2 + 2 * i, 2) for i in range(3))
+    version, flags = read_uint(buf, start, 1), read_uint(buf, start + 1, 1)
+    name_n, type_n, space_n = (read_uint(buf, start + 2 + 2 * i, 2) for i in range(3))
     if version == 1:
         pad = [(n + 7) // 8 * 8 for n in (name_n, type_n, space_n)]
         name_at = start + 8
@@ -144,14 +146,14 @@ def check_vlen_attributes(path: str | Path, obj: Any) -> None:
     off, length = hdf5_sizes(buf)
     addr = h5py.h5o.get_info(obj.id).addr
     try:
-        for kind, start, size in _messages(buf, addr, off, length):
+        for kind, start, size in header_messages(buf, addr, off, length):
             found = _attribute(buf, start, size) if kind == _ATTRIBUTE else None
             if found is None or found[0] not in vlen:
                 continue
             members, record, n = vlen[found[0]]
             for i in range(n):
                 for at, elem in members:
-                    claim = _u(buf, found[1] + i * record + at, 4) * elem
+                    claim = read_uint(buf, found[1] + i * record + at, 4) * elem
                     if claim > file_size:
                         raise FastMRIFormatError(
                             path,

@@ -241,8 +241,12 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
 
     import numpy as np
 
+    from gleam_mri.data.hdf5_datatypes import check_vlen_type_fields
+
     ftype = ds.id.get_type()
     members = vlen_members(ftype)
+    if members:
+        check_vlen_type_fields(path, what, ds)
     if not members or ds.id.get_create_plist().get_nfilters() > 0:
         return 0
     record = ftype.get_size()
