@@ -504,3 +504,14 @@ def test_sample_sequence_whose_type_field_is_undefined_is_refused(tmp_path, memb
     data[at + 1] = 0x06
     path.write_bytes(bytes(data))
     _refused_within(30, lambda: read_raw(path), "a variable-length type field reads 6")
+
+
+def test_mask_that_is_not_real_is_refused(tmp_path):
+    """Found by ``fastmri_struct``: a mask that is not a real array made the conversion to
+    float32 raise ValueError ("setting an array element with a sequence"; TypeError for this
+    compound one)."""
+    path = _fastmri_file(tmp_path / "mask.h5")
+    with h5py.File(path, "a") as hf:
+        hf["mask"] = np.zeros(4, dtype=[("a", "<f4"), ("b", "<f4")])
+    with pytest.raises(FastMRIFormatError, match=r"mask\.h5: mask must be real"):
+        read_fastmri(path)

@@ -149,6 +149,8 @@ def _check_layout(path: object, kind: str, kspace: Any, target: Any, maps: Any, 
                 "(slice count and Z/T axis must agree)",
             )
     if mask is not None:
+        if mask.dtype.kind not in "biuf":
+            raise FastMRIFormatError(path, f"mask must be real (0 and 1), got dtype {mask.dtype}")
         allowed = [(shape[-1],)] + ([(shape[2], shape[-1])] if kind != "2d" else [])
         if tuple(mask.shape) not in allowed:
             raise FastMRIFormatError(
