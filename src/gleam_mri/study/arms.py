@@ -7,7 +7,8 @@ cost model (:class:`~gleam_mri.training.plan_costs.CostModel`, measured on the d
 - ``greedy``: GLEAM at the deep network, with the fewest modules (the largest) that fit;
 - ``checkpoint``: checkpointing at the deep network, with the largest segments that fit;
 - ``invertible``: MEL at the deep depth: invertible training of the same network, each iteration
-  inverted by fixed-point iteration (``strategy.fixed_point_iters``); memory flat in depth;
+  inverted by fixed-point iteration (``strategy.fixed_point_iters``); memory flat in depth; on
+  PGD only the bounded network (``model.dc.step_max``, ``model.spectral_bound``) inverts;
 - ``invertible-coupling``: invertible training with exact inverses, which needs the coupled
   network (``model.invertible``: another architecture, the regulariser run twice per iteration);
 - ``greedy-same-depth``: GLEAM at ``e2e-fit``'s depth, cut into as many modules as the greedy arm

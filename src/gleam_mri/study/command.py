@@ -30,7 +30,9 @@ val/ and test/). The memory planner measures the network on this device and choo
   greedy             GLEAM at the deep network, the fewest modules that fit
   checkpoint         gradient checkpointing at the deep network, the largest segments that fit
   invertible         MEL at the deep network: invertible training of the same network, each
-                     iteration inverted by fixed-point iteration (strategy.fixed_point_iters)
+                     iteration inverted by fixed-point iteration (strategy.fixed_point_iters);
+                     on PGD it converges only on the bounded network, given to every arm with
+                     --set model.dc.step_max=0.5 --set model.spectral_bound=0.25
   invertible-coupling  exact invertible training, on the coupled network (another architecture)
   greedy-same-depth  GLEAM at e2e-fit's depth, as many modules as the greedy arm (>= 2):
                      what decoupling costs at equal depth
