@@ -73,6 +73,7 @@ def run(
     shared_seeds: bool,
     artifacts: Path,
     quiet: bool = False,
+    seed: int | None = None,
 ) -> list[dict]:
     artifacts.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gleam-fuzz-run-") as tmp:
@@ -98,6 +99,8 @@ def run(
             ]
             if runs is not None:
                 args.append(f"-runs={runs}")
+            if seed is not None:  # libFuzzer's random seed: the same mutations on every run
+                args.append(f"-seed={seed}")
             if seconds is not None:
                 args.append(f"-max_total_time={int(seconds)}")
             jobs.append({"target": name, "args": args + dirs, "log": str(work / f"{name}.log")})
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-limit-mb", type=int, default=2048, help="memory bound (MB)")
     parser.add_argument("--keep", action="store_true", help="add new inputs to fuzz/corpus")
     parser.add_argument("--shared-seeds", action="store_true", help="also seed from ../shared")
+    parser.add_argument("--seed", type=int, help="libFuzzer's random seed (default: random)")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --runs or --time (or both)")
     results = run(
         names, args.runs, args.time, args.timeout, args.rss_limit_mb, args.keep,
-        args.shared_seeds, args.artifacts.resolve(),
+        args.shared_seeds, args.artifacts.resolve(), seed=args.seed,
     )  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -17,6 +17,7 @@ pytest.importorskip("atheris")
 
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
 RUNS = 100  # inputs per target: about 20 s for all targets on 2 cores
+SEED = 14  # libFuzzer's seed: the suite tries the same inputs every time (campaigns explore)
 
 
 def _runner():
@@ -40,6 +41,7 @@ def test_every_target_runs_its_inputs_without_failure(tmp_path):
         shared_seeds=False,
         artifacts=tmp_path / "artifacts",
         quiet=True,
+        seed=SEED,
     )
     assert [r["target"] for r in results] == names
     failed = {

@@ -515,3 +515,17 @@ def test_mask_that_is_not_real_is_refused(tmp_path):
         hf["mask"] = np.zeros(4, dtype=[("a", "<f4"), ("b", "<f4")])
     with pytest.raises(FastMRIFormatError, match=r"mask\.h5: mask must be real"):
         read_fastmri(path)
+
+
+@pytest.mark.filterwarnings("ignore:Quaternion is not normalized")  # twixtools, on the seed
+def test_twix_protocol_number_that_is_not_one_is_refused(tmp_path):
+    """Found by the bounded ``twix`` run in the suite: a damaged header gave the readout
+    oversampling factor as a string, and float() raised ValueError."""
+    from gleam_mri.data.twix import read_twix
+
+    path, data = _twix_seed(tmp_path)
+    at = data.index(b"<Precision> 6  2.000000")
+    data[at + 3] = ord(".")  # "<Pr.cision> 6  2.000000": twixtools keeps the whole text
+    path.write_bytes(bytes(data))
+    with pytest.raises(FastMRIFormatError, match=r"meas\.dat: the protocol's readout_os_factor"):
+        read_twix(path)

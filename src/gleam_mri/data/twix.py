@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import gc
 import io
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,21 @@ def _protocol(meas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _number(path: Path, info: dict[str, Any], key: str) -> float | None:
+    """The protocol field ``key`` as a number (``None`` when absent); a value that is not one is
+    a format error (found by fuzzing: a damaged header gave a string)."""
+    value = info[key]
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise FastMRIFormatError(path, f"the protocol's {key} is not a number: {value!r:.80}")
+    return number
+
+
 def read_twix(
     path: str | Path,
     remove_oversampling: bool = True,
@@ -205,7 +221,7 @@ def read_twix(
     centre_lin = int(scans[0].mdh.CenterLin)
     lines = np.array([m.cLin for m in scans])
     y_size = max(
-        int(info["phase_encoding_lines"] or 0),
+        int(_number(path, info, "phase_encoding_lines") or 0),
         2 * centre_lin,
         2 * (int(lines.max()) - centre_lin + 1),
     )
@@ -225,8 +241,8 @@ def read_twix(
         acc[m.cSlc, :, start : start + n_col, ky] += data
         counts[m.cSlc, ky] += 1
     acc /= np.maximum(counts, 1)[:, None, None, :]
-    os_factor = info["readout_os_factor"]
-    removed = bool(remove_oversampling and (os_factor is None or float(os_factor) == 2.0))
+    os_factor = _number(path, info, "readout_os_factor")
+    removed = bool(remove_oversampling and (os_factor is None or os_factor == 2.0))
     if removed:
         acc = remove_readout_oversampling(acc, axis=-2)
     notes = []
