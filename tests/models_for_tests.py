@@ -18,6 +18,8 @@ from torch import nn
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
 from gleam_mri.models.unrolled import Iteration, Problem, UnrolledNet
+from gleam_mri.training.losses import build_loss
+from gleam_mri.training.strategies import build_strategy
 
 KINDS = ("2d", "3d", "cine")
 # image shape D, Fourier-encoded axes, conv rank, batch size, coils
@@ -132,3 +134,11 @@ def make_batch(
         scale=torch.ones(b, dtype=torch.float32),
         fft_ndim=fft_ndim,
     )
+
+
+def gradients(name: str, net, batch, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and parameter gradients of one forward/backward of strategy ``name`` (MSE loss, no
+    optimizer step)."""
+    strategy = build_strategy(name, net, build_loss("mse"), **kwargs)
+    loss = strategy.forward_backward(batch)["loss"]
+    return loss, {n: p.grad.clone() for n, p in net.named_parameters()}

@@ -7,22 +7,15 @@ import pytest
 import torch
 
 from gleam_mri.config import load_config
-from gleam_mri.models.builders import build_model, pgd_resnet
+from gleam_mri.models.builders import build_model, modl, pgd_resnet
 from gleam_mri.models.dc import GradientDC
 from gleam_mri.models.lipschitz import bound_spectral_norms_
 from gleam_mri.schema import ConfigError
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.strategies import build_strategy
-from models_for_tests import make_batch, make_net
+from models_for_tests import gradients, make_batch, make_net
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def gradients(name: str, net, batch, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:
-    """Loss and parameter gradients of one forward/backward (no optimizer step)."""
-    strategy = build_strategy(name, net, build_loss("mse"), **kwargs)
-    loss = strategy.forward_backward(batch)["loss"]
-    return loss, {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
 def mel_against_e2e(make, iters: int) -> tuple[float, float]:
@@ -43,8 +36,6 @@ def mel_against_e2e(make, iters: int) -> tuple[float, float]:
 
 
 def _mel_net(name: str, **dc):
-    from gleam_mri.models.builders import modl
-
     torch.manual_seed(0)
     build = pgd_resnet if name == "pgd" else modl
     return build("2d", 3, features=8, blocks=2, **dc).double()

@@ -13,7 +13,7 @@ from gleam_mri.metrics import SSIMLoss
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.strategies import STRATEGIES, Greedy, build_strategy
 from gleam_mri.training.strategies.base import NonFiniteLossError
-from models_for_tests import KINDS, make_batch, make_net
+from models_for_tests import KINDS, gradients, make_batch, make_net
 
 VARIANTS = {  # name -> make_net keyword arguments
     "plain": {},
@@ -23,13 +23,6 @@ VARIANTS = {  # name -> make_net keyword arguments
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def gradients(name: str, net, batch, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:
-    """Loss and parameter gradients of one forward/backward (no optimizer step)."""
-    strategy = build_strategy(name, net, build_loss("mse"), **kwargs)
-    loss = strategy.forward_backward(batch)["loss"]
-    return loss, {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
 def assert_same_gradients(ref, other, rtol: float) -> None:
