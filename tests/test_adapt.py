@@ -202,13 +202,40 @@ def _adapt_args(source: Path, out: Path, *extra: str) -> list[str]:
     return [*args, "--val-every", "2", "--patience", "50", "--formats", "h5", "--quiet", *extra]
 
 
+def test_weight_average_and_swap():
+    from gleam_mri.selfsup.adapt import update_average, weights_swapped
+
+    net = torch.nn.BatchNorm1d(2)  # weights and an integer buffer
+    average: dict[str, torch.Tensor] = {}
+    update_average(average, net, 0.9)  # starts at the weights
+    assert torch.equal(average["weight"], torch.ones(2))
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    net.num_batches_tracked += 4
+    update_average(average, net, 0.9)
+    assert torch.allclose(average["weight"], torch.full((2,), 0.9 * 1 + 0.1 * 3))
+    assert average["num_batches_tracked"] == 4  # not averaged: copied
+    with weights_swapped(net, average):
+        assert torch.allclose(net.weight, torch.full((2,), 1.2))
+    assert torch.equal(net.weight, torch.full((2,), 3.0))  # restored
+
+
+def test_out_of_range_average_is_refused(synthetic_2d, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main([*_adapt_args(synthetic_2d, out, "--average", "1"), *_sets()]) == 2
+    assert "--average must lie in [0, 1)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("average", ["0", "0.8"])
 def test_interrupted_adapt_resumes_to_identical_weights_and_image(
-    synthetic_2d, tmp_path, monkeypatch, capsys
+    average, synthetic_2d, tmp_path, monkeypatch, capsys
 ):
     from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, state_path
 
+    avg = ("--average", average)  # the moving average of the weights is saved and resumed too
     straight = tmp_path / "straight"
-    assert cli.main([*_adapt_args(synthetic_2d, straight), *_sets()]) == 0
+    assert cli.main([*_adapt_args(synthetic_2d, straight, *avg), *_sets()]) == 0
     assert not state_path(straight).exists()  # removed once the outputs are written
 
     saves, original = [], AdaptCheckpoint.save
@@ -222,17 +249,19 @@ def test_interrupted_adapt_resumes_to_identical_weights_and_image(
     out = tmp_path / "killed"
     monkeypatch.setattr(AdaptCheckpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        cli.main([*_adapt_args(synthetic_2d, out), *_sets()])
+        cli.main([*_adapt_args(synthetic_2d, out, *avg), *_sets()])
     monkeypatch.setattr(AdaptCheckpoint, "save", original)
     assert saves == [2, 4] and load_checkpoint(state_path(out))["step"] == 4
 
     # without --resume nothing is overwritten; with other options the state is refused
-    assert cli.main([*_adapt_args(synthetic_2d, out), *_sets()]) == 2
+    assert cli.main([*_adapt_args(synthetic_2d, out, *avg), *_sets()]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert cli.main([*_adapt_args(synthetic_2d, out, "--resume", "--seed", "5"), *_sets()]) == 2
+    assert (
+        cli.main([*_adapt_args(synthetic_2d, out, *avg, "--resume", "--seed", "5"), *_sets()]) == 2
+    )
     assert "options" in capsys.readouterr().err and state_path(out).exists()
 
-    assert cli.main([*_adapt_args(synthetic_2d, out, "--resume"), *_sets()]) == 0
+    assert cli.main([*_adapt_args(synthetic_2d, out, *avg, "--resume"), *_sets()]) == 0
     a, b = load_checkpoint(straight / "adapt.pt"), load_checkpoint(out / "adapt.pt")
     assert a["step"] == b["step"] and a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

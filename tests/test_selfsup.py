@@ -39,6 +39,22 @@ def test_split_is_disjoint_and_covers_exactly_the_measured_samples(selection):
     assert int(held.sum()) == round(0.4 * int(measured.sum()))
 
 
+@pytest.mark.parametrize("selection", ["gaussian", "uniform"])
+def test_line_units_hold_out_whole_measured_lines(selection):
+    measured = _line_mask(40, 32, centre=8)
+    gen = torch.Generator().manual_seed(5)
+    kept, held = hold_out(measured, 0.4, gen, 2, selection, keep_center=4, units="lines")
+    assert not (kept & held).any() and torch.equal(kept | held, measured)
+    lines = measured[0, 0]
+    held_lines = held[0].any(0)
+    assert torch.equal(held[0], held_lines.expand(32, 40))  # whole readout lines
+    assert int(held_lines.sum()) == round(0.4 * int(lines.sum()))
+    assert not held_lines[18:22].any()  # the central lines of the kept block stay
+    poisson = torch.rand(1, 32, 40, generator=gen) < 0.3  # no fully sampled axis: points
+    _, held = hold_out(poisson, 0.4, gen, 2, keep_center=0, units="lines")
+    assert int(held.sum()) == round(0.4 * int(poisson.sum()))
+
+
 def test_split_keeps_the_centre_block_or_the_calibration_region():
     measured = _line_mask(40, 32, centre=10)
     gen = torch.Generator().manual_seed(0)

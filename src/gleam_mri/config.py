@@ -203,7 +203,9 @@ class SSDUConfig:
     every step (SSDU's rho = 0.4); ``val_fraction``: the fixed held-out share of validation
     items, on which ``val/loss`` is computed; ``selection``: ``gaussian`` (denser near the
     centre) or ``uniform``; ``keep_center``: a central block of this size per Fourier axis is
-    never held out; ``keep_calibration``: nor is the fully sampled calibration region.
+    never held out; ``keep_calibration``: nor is the fully sampled calibration region;
+    ``units``: ``points`` (SSDU) or ``lines`` (whole lines along the axes a line mask samples
+    fully, the readout: the held-out sets then look like the lines the mask left out).
     """
 
     fraction: float = field(default=0.4, metadata=at_least(0, strict=True))
@@ -211,6 +213,7 @@ class SSDUConfig:
     selection: Literal["gaussian", "uniform"] = "gaussian"
     keep_center: int = field(default=4, metadata=at_least(0))
     keep_calibration: bool = False
+    units: Literal["points", "lines"] = "points"
 
 
 @dataclass

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def splitter_from_config(ssdu: SSDUConfig) -> Splitter:
     """The :class:`Splitter` of a config's ``ssdu`` section."""
-    return Splitter(ssdu.selection, ssdu.keep_center, ssdu.keep_calibration)
+    return Splitter(ssdu.selection, ssdu.keep_center, ssdu.keep_calibration, ssdu.units)
 
 
 __all__ = [

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from gleam_mri.config import Config, config_from_dict, config_to_dict
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.devices import resolve_device
 from gleam_mri.schema import at_least
+from gleam_mri.selfsup import splitter_from_config
 from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, Progress
 from gleam_mri.selfsup.data import with_split
 from gleam_mri.selfsup.loss import KspaceLoss
@@ -72,6 +75,7 @@ class AdaptOptions:
     fraction: float = 0.4  # Lambda: share of the training pool held out for the loss per step
     batch_size: int = field(default=1, metadata=at_least(1))
     max_val_items: int = field(default=8, metadata=at_least(1))
+    average: float = 0.0  # decay of the weights' moving average validated and kept (0: off)
     seed: int = 0
 
 
@@ -148,6 +152,30 @@ class Splits:
         return [self.validation[i] for i in picks]
 
 
+def update_average(average: dict[str, torch.Tensor], net: torch.nn.Module, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * weights`` for every floating-point tensor of
+    ``net``'s state (other tensors are copied); an empty ``average`` starts at the weights."""
+    for key, value in net.state_dict().items():
+        if key not in average or not value.is_floating_point():
+            average[key] = value.detach().clone()
+        else:
+            average[key].lerp_(value.detach(), 1.0 - decay)
+
+
+@contextmanager
+def weights_swapped(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Run the block with ``state`` loaded into ``net`` (nothing when empty), then restore."""
+    if not state:
+        yield
+        return
+    current = copy.deepcopy(net.state_dict())
+    net.load_state_dict(state)
+    try:
+        yield
+    finally:
+        net.load_state_dict(current)
+
+
 def measure_step(
     strategy: Strategy, batch: MRIBatch, device: torch.device
 ) -> tuple[dict, int, str]:
@@ -192,7 +220,7 @@ def adapt(
     if initial is not None:
         net.load_state_dict(initial["model"])
     strategy = strategy_from_config(cfg, net)
-    splitter = Splitter(cfg.ssdu.selection, cfg.ssdu.keep_center, cfg.ssdu.keep_calibration)
+    splitter = splitter_from_config(cfg.ssdu)
     splits = Splits(scan.items, options, splitter)
     val_items = splits.validation_items()
     run = checkpoint.resume(resume, net, strategy) if checkpoint is not None else None
@@ -212,21 +240,24 @@ def adapt(
             stats, run.memory_bytes, run.memory_method = measure_step(strategy, batch, device)
         else:
             stats = strategy.train_step(batch)
+        if options.average:
+            update_average(run.average, net, options.average)
         run.seconds += time.perf_counter() - started
         losses.append(stats["loss"])
         bar.update(1)
         if run.step % options.val_every and run.step != options.steps:
             continue
-        val_loss = _validation_loss(strategy, val_items, device)
+        with weights_swapped(net, run.average):
+            val_loss = _validation_loss(strategy, val_items, device)
+            if val_loss < run.best_loss:
+                run.best_loss, run.best_step, run.waited = val_loss, run.step, 0
+                run.best_state = copy.deepcopy(net.state_dict())
+            else:
+                run.waited += 1
         run.history.append(
             {"step": run.step, "val_loss": val_loss, "train_loss": float(np.mean(losses))}
         )
         losses = []
-        if val_loss < run.best_loss:
-            run.best_loss, run.best_step, run.waited = val_loss, run.step, 0
-            run.best_state = copy.deepcopy(net.state_dict())
-        else:
-            run.waited += 1
         bar.set_postfix(val=f"{val_loss:.4g}", best=f"{run.best_loss:.4g}@{run.best_step}")
         run.finished = run.waited >= options.patience or run.step >= options.steps
         if checkpoint is not None:

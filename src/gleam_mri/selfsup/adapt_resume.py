@@ -46,6 +46,7 @@ class Progress:
     best_loss: float = float("inf")
     best_step: int = 0
     best_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    average: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # EMA weights
     history: list[dict[str, float]] = field(default_factory=list)
     waited: int = 0  # validations in a row without improvement
     seconds: float = 0.0  # training time so far

@@ -53,7 +53,8 @@ def add_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field, e.g. --set model.unrolls=10 --set strategy.name=e2e",
+        help="override a config field, e.g. --set model.unrolls=10 --set strategy.name=e2e "
+        "--set ssdu.units=lines",
     )
     p.add_argument(
         "--mask",
@@ -84,6 +85,13 @@ def add_parser(sub: Any) -> None:
         default=defaults.fraction,
         help="share of the training samples held out for the loss each step",
     )
+    p.add_argument(
+        "--average",
+        type=float,
+        default=defaults.average,
+        help="validate and keep a moving average of the weights with this decay, e.g. 0.99 "
+        "(0: the weights of the step itself)",
+    )
     p.add_argument("--slab", type=int, default=None, help="3D: train on readout slabs of N rows")
     p.add_argument("--overlap", type=int, default=0, help="3D: rows shared by neighbouring slabs")
     p.add_argument("--seed", type=int, default=0, help="seed of the splits and the network")
@@ -109,6 +117,8 @@ def _options(args: argparse.Namespace):
     for name in ("val_fraction", "fraction"):
         if not 0 < getattr(options, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must lie in (0, 1)")
+    if not 0 <= options.average < 1:
+        raise ValueError("--average must lie in [0, 1)")
     return options
 
 

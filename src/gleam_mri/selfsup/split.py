@@ -16,7 +16,10 @@ region) is never held out, so the network input always keeps the low frequencies
 Masks here are bool ``(1, *D)``: the measured locations of one sample, on every k-space axis
 (the readout included), as :func:`measured_locations` returns them. A held-out set of
 ``Lambda`` is a set of *points*, also along the readout: a line mask ``(1, 1, W)`` becomes a
-point mask ``(1, H, W)`` after splitting (SSDU does the same).
+point mask ``(1, H, W)`` after splitting (SSDU does the same). With ``units="lines"`` a
+held-out set is instead made of whole lines along every Fourier axis that the mask samples fully
+(the readout of a line mask): the network then learns to fill in whole lines, as the mask left
+them out, rather than points on lines it partly sees (a 2D mask has no such axis: points).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from gleam_mri.physics.espirit import find_calibration_size
 
 Selection = Literal["gaussian", "uniform"]
 SELECTIONS = ("gaussian", "uniform")
+Units = Literal["points", "lines"]
+UNITS = ("points", "lines")
 STD_SCALE = 4.0  # SSDU: the Gaussian's standard deviation is (N - 1) / 4 per Fourier axis
 
 
@@ -63,6 +68,12 @@ def protected_region(
     return protect & measured
 
 
+def fully_sampled_axes(measured: torch.Tensor, fft_ndim: int) -> tuple[int, ...]:
+    """Fourier axes of ``measured`` (bool ``(1, *D)``) along which every line is all or nothing."""
+    axes = range(measured.ndim - fft_ndim, measured.ndim)
+    return tuple(a for a in axes if torch.equal(measured.any(a), measured.all(a)))
+
+
 def _weights(shape: Sequence[int], fft_ndim: int, selection: str) -> torch.Tensor:
     """Selection weight of every location ``(*D)``: Gaussian in the Fourier axes, or uniform."""
     weight = torch.ones(tuple(shape), dtype=torch.float64)
@@ -86,11 +97,13 @@ def hold_out(
     selection: Selection = "gaussian",
     keep_center: int = 4,
     keep_calibration: bool = False,
+    units: Units = "points",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``measured`` (bool ``(1, *D)``) into ``(kept, held)``, disjoint, union ``measured``.
 
-    ``held`` holds ``round(fraction * measured.sum())`` locations drawn without replacement
-    (see the module docstring for ``selection`` and the protected centre). Raises
+    ``held`` holds ``round(fraction * measured.sum())`` locations drawn without replacement, or
+    that share of the measured lines with ``units="lines"`` (see the module docstring for
+    ``selection``, ``units`` and the protected centre). Raises
     :class:`SplitError` when fewer measured locations than that lie outside the protected
     centre, or when the fraction would leave a set empty.
     """
@@ -98,21 +111,27 @@ def hold_out(
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"the held-out fraction must lie in (0, 1), got {fraction}")
-    total = int(measured.sum())
-    count = round(fraction * total)
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {UNITS}, got {units!r}")
     protect = protected_region(measured, fft_ndim, keep_center, keep_calibration)
-    candidates = measured & ~protect
+    grid, what = measured, "samples"
+    if units == "lines" and (axes := fully_sampled_axes(measured, fft_ndim)):
+        # draw on the lines (the fully sampled axes collapsed); a line is kept if any is protected
+        grid, protect, what = measured.any(axes, True), protect.any(axes, True), "lines"
+    total = int(grid.sum())
+    count = round(fraction * total)
+    candidates = grid & ~protect
     available = int(candidates.sum())
     if count < 1 or count > available or count >= total:
         raise SplitError(
-            f"cannot hold out {fraction:.0%} of {total} measured k-space samples: "
-            f"{available} lie outside the kept centre ({int(protect.sum())} samples)"
+            f"cannot hold out {fraction:.0%} of {total} measured k-space {what}: "
+            f"{available} lie outside the kept centre ({int(protect.sum())} {what})"
         )
-    weights = (_weights(measured.shape[1:], fft_ndim, selection) * candidates[0]).flatten()
+    weights = (_weights(grid.shape[1:], fft_ndim, selection) * candidates[0]).flatten()
     chosen = torch.multinomial(weights, count, replacement=False, generator=generator)
-    held = torch.zeros(measured.numel(), dtype=torch.bool)
+    held = torch.zeros(grid.numel(), dtype=torch.bool)
     held[chosen] = True
-    held = held.reshape(measured.shape)
+    held = held.reshape(grid.shape).expand_as(measured) & measured
     return measured & ~held, held
 
 
@@ -123,6 +142,7 @@ class Splitter:
     selection: Selection = "gaussian"
     keep_center: int = 4
     keep_calibration: bool = False
+    units: Units = "points"
 
     def __call__(
         self, measured: torch.Tensor, fraction: float, fft_ndim: int, seed: int
@@ -137,4 +157,5 @@ class Splitter:
             self.selection,
             self.keep_center,
             self.keep_calibration,
+            self.units,
         )
