@@ -47,8 +47,6 @@ Defaults, chosen by ``--maps-study`` (``benchmarks/results/real-brain/maps_study
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import shutil
 import subprocess
@@ -73,6 +71,9 @@ from gleam_mri.physics.espirit import find_calibration_size
 from gleam_mri.physics.masks import acceleration_of, build_mask_func
 from gleam_mri.physics.operators import SenseOp
 from gleam_mri.recon.classical import cg_sense, zero_filled
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_brain_report import table_md, write_results
 
 SHARED = Path(
     os.environ.get("GLEAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -332,132 +333,6 @@ def run(
     return res
 
 
-# ----------------------------------------------------------------------------------- writing
-
-
-def _cell(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _label(row: dict[str, Any]) -> str:
-    return row["method"] + (f" (lam={row['lam']:g})" if "lam" in row else "")
-
-
-def table_md(res: Results) -> str:
-    """Markdown table: one row per case and method (PSNR, SSIM, NMSE, residual, seconds)."""
-    lines = [
-        "| case | R | method | PSNR | SSIM | NMSE | residual | seconds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in res.rows:
-        keys = (("PSNR", 2), ("SSIM", 4), ("NMSE", 4), ("residual", 4), ("seconds", 2))
-        cells = " | ".join(_cell(r.get(k), d) for k, d in keys)
-        accel = res.cases[r["case"]]["acceleration"]
-        lines.append(f"| {r['case']} | {accel:.2f} | {_label(r)} | {cells} |")
-    return "\n".join(lines) + "\n"
-
-
-def save_grid(path: Path, case: Case, images: dict[str, np.ndarray], rows: list[dict]) -> Path:
-    """Reference (if any) and each method's magnitude, with ``|method - reference|`` below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ref = case.reference
-    names = (["reference"] if ref is not None else []) + list(images)
-    pics = ([ref] if ref is not None else []) + list(images.values())
-    by = {r["method"]: r for r in rows if r["case"] == case.name}
-    vmax = float(np.percentile(ref if ref is not None else pics[0], 99.5)) or 1.0
-    n_rows = 2 if ref is not None else 1
-    fig, axes = plt.subplots(
-        n_rows, len(names), figsize=(1.9 * len(names), 2.2 * n_rows), squeeze=False
-    )
-    for j, (name, img) in enumerate(zip(names, pics, strict=True)):
-        axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
-        row = by.get(name, {"method": name})
-        value = f"\n{row['PSNR']:.2f} dB" if "PSNR" in row else ""
-        if not value and row.get("residual") is not None:
-            value = f"\nresidual {row['residual']:.4f}"
-        axes[0, j].set_title(_label(row) + value, fontsize=7)
-        if ref is not None and j > 0:
-            axes[1, j].imshow(
-                np.abs(img - ref) * 5, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest"
-            )
-            axes[1, j].set_title("|error| x5", fontsize=7)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=100)
-    plt.close(fig)
-    from PIL import Image as PILImage  # a matplotlib dependency
-
-    # 256 colours: a third of the bytes (the noisy error maps compress badly)
-    PILImage.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
-    return path
-
-
-def write_results(out: Path, res: Results, cases: list[Case], command: str, note: str = "") -> None:
-    """``results.json``, ``table.md`` and one ``grid-<case>.png`` per case under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": command, "note": note, "cases": res.cases, "rows": res.rows}
-    payload["sweeps"] = res.sweeps
-    (out / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
-    header = f"`{command}`\n\n" + (f"{note}\n\n" if note else "")
-    (out / "table.md").write_text(header + table_md(res))
-    for case in cases:
-        save_grid(out / f"grid-{case.name}.png", case, res.images[case.name], res.rows)
-
-
-# ----------------------------------------------------------------------------------- maps study
-
-STUDY_MAPS = (
-    Maps("espirit", 6, 0.95),  # the project's espirit_maps defaults
-    Maps("espirit", 6, 0.8),
-    Maps("espirit", 4, 0.8),
-    Maps("espirit", 4, 0.0),
-    Maps("bart", 6, 0.8),  # ecalib's defaults
-    Maps("bart", 4, 0.8),
-)
-LARGE_CENTRE = {4: 24 / 128, 8: 12 / 128}  # 24 lines at 4x; at 8x (16 lines) at most 12
-
-
-def maps_study(accelerations: list[float], seed: int, bart: bool) -> list[dict[str, Any]]:
-    """PSNR of each method per (acceleration, centre, maps): what the maps and centre cost."""
-    rows = []
-    methods = {k: v for k, v in default_methods(bart).items() if k != "zero-filled RSS"}
-    for accel in accelerations:
-        for fraction in sorted({0.08, LARGE_CENTRE.get(int(accel), 0.08)}):
-            for maps in STUDY_MAPS if bart else STUDY_MAPS[:4]:
-                case = undersampled_case(SHARED / BRAIN16, accel, fraction, seed, maps)
-                res = run(methods, [case], default_sweeps(bart))
-                psnr = {r["method"]: r["PSNR"] for r in res.rows}
-                lam = {r["method"]: r["lam"] for r in res.rows if "lam" in r}
-                rows.append({"R": accel, **case.info, "psnr": psnr, "lam": lam})
-                print(f"R={accel:g} centre={fraction:.4f} {maps.label}: {psnr}", flush=True)
-    return rows
-
-
-def study_md(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of :func:`maps_study` (PSNR in dB, oracle lambda in brackets)."""
-    names = list(rows[0]["psnr"])
-    lines = [
-        "| R | centre (calib) lines | maps | coverage | maps ceiling | " + " | ".join(names) + " |",
-        "|---|---|---|---|---|" + "---|" * len(names),
-    ]
-    for r in rows:
-        cells = [
-            f"{r['psnr'][n]:.2f}" + (f" ({r['lam'][n]:g})" if n in r["lam"] else "") for n in names
-        ]
-        lines.append(
-            f"| {r['R']:g} | {r['center_lines']} ({r['calib_lines']}) | {r['maps']} | "
-            f"{r['maps_coverage']:.2f} | {r['maps_ceiling_psnr']:.2f} | " + " | ".join(cells) + " |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 # ----------------------------------------------------------------------------------- CLI
 
 
@@ -486,11 +361,9 @@ def main(argv: list[str] | None = None) -> Results | None:
     note = "" if bart else "Note: `bart` is not on PATH; the BART CS rows are skipped."
     print(note)
     if args.maps_study:
-        rows = maps_study(args.accelerations, args.seed, bart)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "maps_study.json").write_text(json.dumps(rows, indent=1) + "\n")
-        (args.out / "maps_study.md").write_text(f"`{command}`\n\n" + study_md(rows))
-        print(study_md(rows))
+        from real_brain_maps import write_maps_study  # beside this file
+
+        write_maps_study(args.out, args.accelerations, args.seed, bart, command)
         return None
     tool, kernel, crop = args.maps.split(":")
     maps = Maps(tool, int(kernel), float(crop))
