@@ -49,6 +49,14 @@ with atheris.instrument_imports(include=["gleam_mri", "twixtools", "yaml"]):
     from gleam_mri.schema import ConfigError
     from gleam_mri.training.checkpoint import CheckpointError, load_checkpoint
 
+# fuzz/builders.py, beside this file (the script's folder is on sys.path)
+from builders import (  # noqa: E402
+    fuzzed_array,
+    fuzzed_attr_value,
+    fuzzed_dataset,
+    fuzzed_header_xml,
+)
+
 SCRATCH = Path(os.environ.get("GLEAM_FUZZ_SCRATCH") or tempfile.mkdtemp(prefix="gleam-fuzz-"))
 SCRATCH.mkdir(parents=True, exist_ok=True)
 
@@ -170,107 +178,6 @@ def checkpoint(data: bytes) -> None:
 
 # ------------------------------------------------------------------------------- structured targets
 
-_DTYPES = [
-    "complex64", "complex128", "float32", "float64", "int8", "uint16", "int64", "bool", "S8",
-    "V4", "f2", [("real", "<f4"), ("imag", "<f4")],
-]  # fmt: skip
-_HUGE = [2**20, 2**31 - 1, 2**32 + 1, 10**6, 10**12 // 7]
-
-
-def _shape(fdp: atheris.FuzzedDataProvider, huge: bool) -> tuple[int, ...]:
-    ndim = fdp.ConsumeIntInRange(0, 6)
-    return tuple(
-        fdp.PickValueInList(_HUGE) if huge and fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 4)
-        for _ in range(ndim)
-    )
-
-
-def _array(fdp: atheris.FuzzedDataProvider, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    n = int(np.prod(shape)) * dtype.itemsize
-    raw = fdp.ConsumeBytes(n)
-    raw += bytes(n - len(raw))
-    return np.frombuffer(raw, dtype=dtype).reshape(shape) if n else np.zeros(shape, dtype)
-
-
-def _dataset(fdp: atheris.FuzzedDataProvider, hf: h5py.Group, name: str) -> None:
-    """A group, a small dataset with fuzzed values, or a huge one whose storage is never written
-    (reading it would allocate its full size)."""
-    choice = fdp.ConsumeIntInRange(0, 5)
-    if choice == 0:
-        hf.create_group(name)
-        return
-    dtype = np.dtype(fdp.PickValueInList(_DTYPES))
-    huge = choice == 1
-    shape = _shape(fdp, huge)
-    if huge:
-        chunks = tuple(1 for _ in shape) or None
-        hf.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks)
-    else:
-        hf.create_dataset(name, data=_array(fdp, shape, dtype))
-
-
-def _attr_value(fdp: atheris.FuzzedDataProvider) -> object:
-    choice = fdp.ConsumeIntInRange(0, 5)
-    if choice == 0:
-        return fdp.PickValueInList(["2d", "3d", "cine", "4d", "", "2D"])
-    if choice == 1:
-        return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 8))
-    if choice == 2:
-        return fdp.ConsumeInt(4)
-    if choice == 3:
-        return fdp.ConsumeFloat()
-    if choice == 4:
-        return np.arange(fdp.ConsumeIntInRange(0, 3))
-    return fdp.ConsumeUnicode(8)
-
-
-_TEMPLATE = """<?xml version="1.0"?>
-<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
-<acquisitionSystemInformation><receiverChannels>{c}</receiverChannels>
-</acquisitionSystemInformation>
-<encoding>
-<encodedSpace><matrixSize><x>{x}</x><y>{y}</y><z>{z}</z></matrixSize>
-<fieldOfView_mm><x>{x}</x><y>{y}</y><z>1</z></fieldOfView_mm></encodedSpace>
-<reconSpace><matrixSize><x>{rx}</x><y>{y}</y><z>{z}</z></matrixSize>
-<fieldOfView_mm><x>{x}</x><y>{y}</y><z>1</z></fieldOfView_mm></reconSpace>
-<encodingLimits>{limits}</encodingLimits>
-<trajectory>cartesian</trajectory>
-</encoding>
-</ismrmrdHeader>
-"""
-_LIMITS = (
-    "kspace_encoding_step_1", "kspace_encoding_step_2", "slice", "phase", "average",
-    "repetition", "contrast", "set",
-)  # fmt: skip
-_SIZES = [0, 1, 2, 3, 4, 8, 16, 65535, 10**6, 2**31, -1, "x", ""]
-
-
-def _size(fdp: atheris.FuzzedDataProvider) -> object:
-    return (
-        fdp.PickValueInList(_SIZES)
-        if fdp.ConsumeProbability() < 0.15
-        else fdp.ConsumeIntInRange(1, 8)
-    )
-
-
-def _header_xml(fdp: atheris.FuzzedDataProvider) -> str:
-    limits = []
-    for name in _LIMITS:
-        if fdp.ConsumeBool():
-            lo, hi, centre = (_size(fdp) for _ in range(3))
-            limits.append(
-                f"<{name}><minimum>{lo}</minimum><maximum>{hi}</maximum>"
-                f"<center>{centre}</center></{name}>"
-            )
-    x = _size(fdp)
-    rx = fdp.PickValueInList([x, _size(fdp)])
-    text = _TEMPLATE.format(
-        c=_size(fdp), x=x, y=_size(fdp), z=_size(fdp), rx=rx, limits="".join(limits)
-    )
-    if fdp.ConsumeProbability() < 0.1:  # cut it anywhere
-        text = text[: fdp.ConsumeIntInRange(0, len(text))]
-    return text
-
 
 def fastmri_struct(data: bytes) -> None:
     """A fastMRI-layout HDF5 file built from the input: which of ``kspace``,
@@ -286,13 +193,13 @@ def fastmri_struct(data: bytes) -> None:
                 if name in hf:
                     continue
                 if name == "ismrmrd_header" and fdp.ConsumeBool():
-                    xml = _header_xml(fdp).encode()
+                    xml = fuzzed_header_xml(fdp).encode()
                     hf.create_dataset(name, data=fdp.PickValueInList([xml, np.array([xml])]))
                 else:
-                    _dataset(fdp, hf, name)
+                    fuzzed_dataset(fdp, hf, name)
             for _ in range(fdp.ConsumeIntInRange(0, 3)):
                 key = fdp.PickValueInList(["gleam_kind", "max", "norm", "acquisition", "x"])
-                hf.attrs[key] = _attr_value(fdp)
+                hf.attrs[key] = fuzzed_attr_value(fdp)
     except (ValueError, TypeError, OSError, OverflowError):
         return  # the builder could not make this file; nothing to read
     sel = fdp.PickValueInList([None, 0, -1, slice(0, 2), slice(None, None, 2)])
@@ -356,13 +263,13 @@ def ismrmrd_struct(data: bytes) -> None:
             big = fdp.ConsumeProbability() < 0.05
             head["idx"][counter] = 65535 if big else fdp.ConsumeIntInRange(0, 4)
         n = 2 * channels * samples + (fdp.ConsumeIntInRange(-2, 2) if fdp.ConsumeBool() else 0)
-        table[i]["data"] = _array(fdp, (max(n, 0),), np.dtype("float32")).copy()
+        table[i]["data"] = fuzzed_array(fdp, (max(n, 0),), np.dtype("float32")).copy()
         table[i]["traj"] = np.zeros(0, np.float32)
     try:
         with h5py.File(path, "w") as hf:
             group = hf.create_group("dataset")
             if fdp.ConsumeProbability() < 0.95:
-                xml = _header_xml(fdp).encode()
+                xml = fuzzed_header_xml(fdp).encode()
                 group.create_dataset("xml", data=fdp.PickValueInList([xml, np.array([xml])]))
             if fdp.ConsumeProbability() < 0.95:
                 group.create_dataset("data", data=table, maxshape=(None,))
