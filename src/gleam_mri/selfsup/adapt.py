@@ -75,7 +75,9 @@ class AdaptOptions:
     fraction: float = 0.4  # Lambda: share of the training pool held out for the loss per step
     batch_size: int = field(default=1, metadata=at_least(1))
     max_val_items: int = field(default=8, metadata=at_least(1))
-    average: float = 0.0  # decay of the weights' moving average validated and kept (0: off)
+    # decay of the moving average of the weights that is validated and kept (0: off); at step t
+    # the decay is min(average, (1 + t) / (10 + t)), so it averages about the last t / 9 steps
+    average: float = 0.0
     seed: int = 0
 
 
@@ -240,8 +242,9 @@ def adapt(
             stats, run.memory_bytes, run.memory_method = measure_step(strategy, batch, device)
         else:
             stats = strategy.train_step(batch)
-        if options.average:
-            update_average(run.average, net, options.average)
+        if options.average:  # warmed up as TensorFlow's: early steps are not frozen in
+            decay = min(options.average, (1 + run.step) / (10 + run.step))
+            update_average(run.average, net, decay)
         run.seconds += time.perf_counter() - started
         losses.append(stats["loss"])
         bar.update(1)

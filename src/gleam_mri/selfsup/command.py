@@ -89,8 +89,9 @@ def add_parser(sub: Any) -> None:
         "--average",
         type=float,
         default=defaults.average,
-        help="validate and keep a moving average of the weights with this decay, e.g. 0.99 "
-        "(0: the weights of the step itself)",
+        help="validate and keep a moving average of the weights with this decay, e.g. 0.99, "
+        "warmed up so that at step t it spans about the last t/9 steps (0: the weights of "
+        "each step themselves)",
     )
     p.add_argument("--slab", type=int, default=None, help="3D: train on readout slabs of N rows")
     p.add_argument("--overlap", type=int, default=0, help="3D: rows shared by neighbouring slabs")
