@@ -115,3 +115,18 @@ def test_case_as_batch_and_as_fastmri_file(case4, tmp_path):
         rb.Case("p", case4.kspace, torch.ones(1, 128, 128), case4.maps, None, 1.0, 1.0).write_h5(
             tmp_path / "p.h5"
         )
+
+
+def test_adapt_probe_traces_the_psnr_of_the_step_adapt_keeps(case4):
+    path = _PATH.parent / "adapt_probe.py"
+    spec = importlib.util.spec_from_file_location("adapt_probe_bench", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    small = ["model.features=4", "model.unrolls=2", "model.blocks=1", "model.dc.cg_iters=2"]
+    row = probe.probe(case4, small, {"steps": 3, "val_every": 1, "average": 0.5})
+    trace = row["trace"]
+    assert [t["step"] for t in trace] == [0, 1, 2, 3] and row["steps"] == 3
+    kept = next(t for t in trace if t["step"] == row["kept_step"])
+    assert kept["val_loss"] == min(t["val_loss"] for t in trace)  # adapt keeps the lowest loss
+    assert row["PSNR"] == pytest.approx(kept["PSNR"], abs=1e-3)  # the traced image is adapt's
+    assert row["best_PSNR_passed"] == max(t["PSNR"] for t in trace) >= row["PSNR"] - 1e-3

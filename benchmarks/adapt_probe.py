@@ -1,0 +1,120 @@
+"""How good is ``gleam adapt``'s stopping rule? Scan-specific runs traced against the reference.
+
+Usage (from the repository root, with the project installed or ``PYTHONPATH=src``)::
+
+    OMP_NUM_THREADS=1 python benchmarks/adapt_probe.py --acceleration 8 --out OUT
+
+On one case of ``real_brain.py`` (the real 16-coil brain, fastMRI's random line mask, 8 % centre,
+seed 0, gleam adapt's coil maps) it runs ``gleam adapt`` once per variant (a set of config
+overrides and schedule options) and records, at every validation, the k-space validation loss
+that adapt stops on and the PSNR of the network's image against the fully sampled reference,
+which adapt never sees. Per variant: the PSNR of the kept step, the best PSNR the trace passed
+(what a perfect stopping rule would keep) and the seconds. Writes ``OUT/probe-R{R}.json`` and
+``OUT/probe-R{R}.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gleam_mri.config import config_from_dict
+from gleam_mri.metrics import volume_metrics
+from gleam_mri.selfsup import adapt as adapt_module
+from gleam_mri.selfsup.adapt import DEFAULT_CONFIG, AdaptOptions, adapt
+from gleam_mri.selfsup.scan import Scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_brain  # the cases
+from real_brain_nets import ADAPT_MAPS, measured_batch
+
+# key -> (label, config overrides, AdaptOptions fields)
+VARIANTS: dict[str, tuple[str, list[str], dict]] = {
+    "defaults": ("gleam adapt's defaults", [], {}),
+    "lines": ("line-wise splits (--set ssdu.units=lines)", ["ssdu.units=lines"], {}),
+    "lr": ("learning rate 2e-4 (--set optim.lr=2e-4)", ["optim.lr=2e-4"], {}),
+    "fraction": ("loss share 0.2 (--fraction 0.2)", [], {"fraction": 0.2}),
+    "average": ("weight average (--average 0.99)", [], {"average": 0.99}),
+}
+
+
+def probe(case: real_brain.Case, overrides: list[str], fields: dict) -> dict:
+    """One adapt run on ``case`` with its validation trace ``[(step, val_loss, PSNR)]``."""
+    cfg = config_from_dict(DEFAULT_CONFIG, overrides)
+    cfg.train.device = "cpu"
+    scan = Scan(Path(case.name), "2d", {}, [measured_batch(case)])
+    item, trace = scan.items[0], []
+    validation_loss = adapt_module._validation_loss
+
+    def traced(strategy, items, device):  # the loss adapt stops on, and the hidden PSNR
+        loss = validation_loss(strategy, items, device)
+        with torch.no_grad():
+            image = strategy.reconstruct(item)[0].abs().double().numpy()
+        trace.append((loss, volume_metrics(case.reference, image)["PSNR"]))
+        return loss
+
+    adapt_module._validation_loss = traced
+    try:
+        start = time.perf_counter()
+        result = adapt(scan, cfg, AdaptOptions(**fields), progress=False)
+        seconds = time.perf_counter() - start
+    finally:
+        adapt_module._validation_loss = validation_loss
+    image = (result.volume[0] / case.scale).astype(np.float64)
+    steps = [h["step"] for h in result.history]
+    return {
+        "kept_step": result.best_step,
+        "steps": result.steps,
+        "PSNR": volume_metrics(case.reference, image)["PSNR"],
+        "best_PSNR_passed": max(p for _, p in trace),
+        "best_PSNR_step": steps[int(np.argmax([p for _, p in trace]))],
+        "seconds": seconds,
+        "trace": [
+            {"step": s, "val_loss": v, "PSNR": p} for s, (v, p) in zip(steps, trace, strict=True)
+        ],
+    }
+
+
+def table(acceleration: float, rows: dict[str, dict]) -> str:
+    lines = [
+        f"| R{acceleration:g} variant | kept step / trained | PSNR kept | best PSNR passed (step) "
+        "| s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['kept_step']} / {r['steps']} | {r['PSNR']:.2f} | "
+            f"{r['best_PSNR_passed']:.2f} ({r['best_PSNR_step']}) | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--acceleration", type=float, default=4)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    args = parser.parse_args(argv)
+    case = real_brain.undersampled_case(acceleration=args.acceleration, maps=ADAPT_MAPS)
+    rows = {}
+    for key in args.variants:
+        name, overrides, fields = VARIANTS[key]
+        rows[name] = probe(case, overrides, fields)
+        print(f"{name}: {json.dumps({k: v for k, v in rows[name].items() if k != 'trace'})}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"probe-R{args.acceleration:g}"
+    command = "python benchmarks/adapt_probe.py " + " ".join(argv or sys.argv[1:])
+    record = {"command": command, "case": case.info, "variants": rows}
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    stem.with_suffix(".md").write_text(table(args.acceleration, rows))
+    print(table(args.acceleration, rows))
+
+
+if __name__ == "__main__":
+    main()
