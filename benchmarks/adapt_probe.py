@@ -10,7 +10,7 @@ overrides and schedule options) and records, at every validation, the k-space va
 that adapt stops on and the PSNR of the network's image against the fully sampled reference,
 which adapt never sees. Per variant: the PSNR of the kept step, the best PSNR the trace passed
 (what a perfect stopping rule would keep) and the seconds. Writes ``OUT/probe-R{R}.json`` and
-``OUT/probe-R{R}.md``.
+``OUT/probe-R{R}.md``; variants of an earlier run into the same OUT are kept beside these.
 """
 
 from __future__ import annotations
@@ -41,7 +41,18 @@ VARIANTS: dict[str, tuple[str, list[str], dict]] = {
     "lr": ("learning rate 2e-4 (--set optim.lr=2e-4)", ["optim.lr=2e-4"], {}),
     "fraction": ("loss share 0.2 (--fraction 0.2)", [], {"fraction": 0.2}),
     "average": ("weight average (--average 0.99)", [], {"average": 0.99}),
+    "lines-uniform": (
+        "line-wise splits drawn uniformly (--set ssdu.units=lines --set ssdu.selection=uniform)",
+        ["ssdu.units=lines", "ssdu.selection=uniform"],
+        {},
+    ),
+    "large": (  # about 5x the time of the defaults
+        "8 iterations, 8 CG steps, 2 splits per step, 400 steps, patience 20",
+        ["model.unrolls=8", "model.dc.cg_iters=8"],
+        {"batch_size": 2, "steps": 400, "patience": 20},
+    ),
 }
+DEFAULT_VARIANTS = ["defaults", "lines", "lr", "fraction", "average"]
 
 
 def probe(case: real_brain.Case, overrides: list[str], fields: dict) -> dict:
@@ -99,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--acceleration", type=float, default=4)
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
     args = parser.parse_args(argv)
     case = real_brain.undersampled_case(acceleration=args.acceleration, maps=ADAPT_MAPS)
     rows = {}
@@ -110,10 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"probe-R{args.acceleration:g}"
     command = "python benchmarks/adapt_probe.py " + " ".join(argv or sys.argv[1:])
-    record = {"command": command, "case": case.info, "variants": rows}
+    record = {"commands": [], "case": case.info, "variants": {}}
+    if stem.with_suffix(".json").exists():  # an earlier run's variants stay, these replace theirs
+        record = json.loads(stem.with_suffix(".json").read_text())
+    record["commands"].append(command)
+    record["variants"].update(rows)
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    stem.with_suffix(".md").write_text(table(args.acceleration, rows))
-    print(table(args.acceleration, rows))
+    stem.with_suffix(".md").write_text(table(args.acceleration, record["variants"]))
+    print(table(args.acceleration, record["variants"]))
 
 
 if __name__ == "__main__":
