@@ -172,11 +172,17 @@ def test_self_supervised_training_lowers_the_error_against_the_hidden_truth(
     assert val[200]["val/SSIM"] > val[0]["val/SSIM"] + 0.02, val
 
 
-def test_image_module_loss_is_refused_under_self_supervision():
+def test_ssdu_config_is_checked():
     with pytest.raises(ConfigError, match="module_loss"):
         load_config(DEMO_CONFIG, ["train.supervision=self", "strategy.module_loss=ssim"])
     with pytest.raises(ConfigError, match=r"ssdu\.fraction"):
         load_config(DEMO_CONFIG, ["ssdu.fraction=1.5"])
+    from gleam_mri.selfsup import splitter_from_config
+
+    cfg = load_config(DEMO_CONFIG, ["ssdu.units=lines"])
+    assert splitter_from_config(cfg.ssdu).units == "lines"
+    with pytest.raises(ConfigError, match=r"ssdu\.units"):
+        load_config(DEMO_CONFIG, ["ssdu.units=rows"])
 
 
 def test_self_supervised_training_reads_undersampled_files_without_targets(tmp_path):
