@@ -51,6 +51,11 @@ VARIANTS: dict[str, tuple[str, list[str], dict]] = {
         ["model.unrolls=8", "model.dc.cg_iters=8"],
         {"batch_size": 2, "steps": 400, "patience": 20},
     ),
+    "large-lines": (
+        "large, with line-wise splits drawn uniformly",
+        ["model.unrolls=8", "model.dc.cg_iters=8", "ssdu.units=lines", "ssdu.selection=uniform"],
+        {"batch_size": 2, "steps": 400, "patience": 20},
+    ),
 }
 DEFAULT_VARIANTS = ["defaults", "lines", "lr", "fraction", "average"]
 
