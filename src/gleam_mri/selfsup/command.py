@@ -54,7 +54,7 @@ def add_parser(sub: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set model.unrolls=10 --set strategy.name=e2e "
-        "--set ssdu.units=lines",
+        "--set ssdu.units=points",
     )
     p.add_argument(
         "--mask",
