@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU measurement the project records, in one run of under 9 minutes on one H100/H200:
 # the `gleam bench` tables (time, memory, conv throughput per strategy and depth) and a short
-# equal-memory study (MEL on the bounded network, on which it converges). Runs from source with only torch, numpy, h5py, PyYAML, tqdm, scipy and
-# matplotlib installed (no pip install): PYTHONPATH=src.
+# equal-memory study (MEL on the bounded network, on which it converges). Runs from source with
+# only torch, numpy, h5py, PyYAML, tqdm, scipy and matplotlib installed (no pip install):
+# PYTHONPATH=src.
 # Usage: bash benchmarks/gpu.sh [OUT]   (default runs/gpu); everything is written under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."

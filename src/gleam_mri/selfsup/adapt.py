@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,13 +211,16 @@ def adapt(
     progress: bool = True,
     checkpoint: AdaptCheckpoint | None = None,
     resume: bool = False,
+    on_validation: Callable[[Strategy, float], None] | None = None,
 ) -> AdaptResult:
     """Train ``cfg``'s network on ``scan`` alone and reconstruct it (module docstring).
 
     ``initial``: ``{"kind", "model"}`` weights to start from (fine-tuning), else a fresh network
     seeded by ``cfg.train.seed``. ``checkpoint``: where the training state is saved at every
     validation; with ``resume`` the run continues from it (:mod:`~gleam_mri.selfsup.adapt_resume`).
-    Raises ``ValueError`` when ``initial`` was trained on another kind of data.
+    ``on_validation(strategy, val_loss)`` is called after every validation, with the validated
+    weights loaded (``benchmarks/adapt_probe.py`` scores them against a reference). Raises
+    ``ValueError`` when ``initial`` was trained on another kind of data.
     """
     device = resolve_device(cfg.train.device)
     if initial is not None and initial["kind"] != scan.kind:
@@ -235,6 +238,8 @@ def adapt(
     run = checkpoint.resume(resume, net, strategy) if checkpoint is not None else None
     if run is None:
         loss = _validation_loss(strategy, val_items, device)
+        if on_validation is not None:
+            on_validation(strategy, loss)
         run = Progress(best_loss=loss, best_state=copy.deepcopy(net.state_dict()))
         run.history.append({"step": 0, "val_loss": loss})
     losses: list[float] = []
@@ -259,6 +264,8 @@ def adapt(
             continue
         with weights_swapped(net, run.average):
             val_loss = _validation_loss(strategy, val_items, device)
+            if on_validation is not None:
+                on_validation(strategy, val_loss)
             if val_loss < run.best_loss:
                 run.best_loss, run.best_step, run.waited = val_loss, run.step, 0
                 run.best_state = copy.deepcopy(net.state_dict())
