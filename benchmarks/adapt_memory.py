@@ -9,7 +9,7 @@ Simulates one scan of each kind (``gleam simulate``'s phantoms, 8 coils), unders
 frame), and measures the first training step of ``gleam adapt``'s default network (MoDL,
 ``selfsup.adapt.DEFAULT_CONFIG``, at ``--unrolls`` iterations) with each strategy: the peak
 memory (CUDA ``max_memory_allocated`` on a GPU, else the live tensor bytes of
-:class:`~gleam_mri.training.live_memory.LiveTensorMeter`, which counts what a strategy really holds,
+:class:`~gleam_mri.meters.live_tensors.LiveTensorMeter`, which counts what a strategy really holds,
 including checkpoint recomputation) and the median time of ``--repeats`` further steps. Ratios
 between strategies are measured side by side in one run; absolute times mean something only on a
 GPU, named in the output.

@@ -7,7 +7,7 @@ uninterrupted run (CPU, one thread per process).
     python benchmarks/kill_resume.py adapt --kills 10 --seed 5
     python benchmarks/kill_resume.py elastic --kill-step 4
 
-``train`` / ``study`` / ``adapt``: :func:`gleam_mri.training.random_kills.kill_and_resume` (kill
+``train`` / ``study`` / ``adapt``: :func:`tests/random_kills.py: kill_and_resume` (kill
 moments: inside checkpoint writes, anywhere in a step, during start-up); ``adapt`` compares the
 kept weights (``adapt.pt``), the validation history and the reconstruction. ``elastic``: ``torchrun
 --max-restarts 1`` with 2 gloo stages, staleness 0; stage 1's process is SIGKILLed (or SIGSTOPped
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset  # noqa: E402
-from gleam_mri.training.random_kills import compare_runs, kill_and_resume  # noqa: E402
+from random_kills import compare_runs, kill_and_resume  # noqa: E402
 
 CONFIG = str(ROOT / "configs" / "demo-2d.yaml")
 TINY = ["model.unrolls=2", "model.features=4", "model.blocks=1", "train.device=cpu"]

@@ -23,10 +23,10 @@ import torch
 from gleam_mri.config import ModelConfig
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
+from gleam_mri.meters import SavedTensorMeter
 from gleam_mri.models.builders import build_model
 from gleam_mri.physics.coils import birdcage_maps
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.memory import SavedTensorMeter
 from gleam_mri.training.strategies import build_strategy
 
 STRATEGIES = ("e2e", "checkpoint", "invertible", "greedy")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
-from gleam_mri.training.random_kills import compare_runs
 from gleam_mri.training.stage_checkpoints import saved_steps
+from random_kills import compare_runs
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml")
 STEPS = 24

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
+from gleam_mri.meters import LiveTensorMeter, SavedTensorMeter, cuda_peak_memory, storage_bytes
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.memory import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.training.strategies import build_strategy
 from models_for_tests import make_batch, make_net
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gleam_mri.meters import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.memory import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.training.strategies import build_strategy
 from models_for_tests import make_batch, make_net
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gleam_mri.config import ModelConfig
+from gleam_mri.meters import SavedTensorMeter
 from gleam_mri.models.builders import build_model
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.memory import SavedTensorMeter
 from gleam_mri.training.strategies import build_strategy
 from models_for_tests import make_batch
 
@@ -121,7 +121,7 @@ def test_saved_activation_bytes_flat_in_depth_except_end_to_end():
 
 @pytest.mark.cuda
 def test_cuda_greedy_peak_memory_below_a_third_of_end_to_end():
-    from gleam_mri.training.memory import cuda_peak_memory
+    from gleam_mri.meters import cuda_peak_memory
 
     device = torch.device("cuda")
     batch = make_batch("2d", dtype=torch.float32, shape=(256, 256)).to(device)

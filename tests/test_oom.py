@@ -13,9 +13,9 @@ from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.training import loop
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.errors import OutOfMemoryStop, out_of_memory_stop
-from gleam_mri.training.planner import parse_size
 from gleam_mri.training.strategies.base import Strategy
 from gleam_mri.training.strategies.stage_link import PipelineLayout
+from gleam_mri.units import parse_size
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml")
 TORCH_MESSAGE = (

@@ -11,15 +11,9 @@ import torch
 
 from gleam_mri.config import load_config
 from gleam_mri.data.fastmri import write_fastmri
-from gleam_mri.plan_command import add_parser
-from gleam_mri.training.planner import (
-    format_size,
-    measure_costs,
-    measure_step,
-    parse_size,
-    plan,
-    problem_from_config,
-)
+from gleam_mri.plan.command import add_parser
+from gleam_mri.plan.planner import measure_costs, measure_step, plan, problem_from_config
+from gleam_mri.units import format_size, parse_size
 
 SHAPE, COILS = (32, 32), 4
 SMALL = ["model.features=8", "model.blocks=2", "model.unrolls=6", "data.batch_size=2"]

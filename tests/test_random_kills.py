@@ -13,7 +13,7 @@ import pytest
 
 from gleam_mri.atomic import remove_stale_temporaries
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
-from gleam_mri.training.random_kills import compare_runs, kill_and_resume
+from random_kills import compare_runs, kill_and_resume
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml")
 STEPS = 200

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gleam_mri.meters import SavedTensorMeter
 from gleam_mri.models.unrolled import Problem
 from gleam_mri.models.varnet import SensitivityModel
 from gleam_mri.physics.coils import birdcage_maps
-from gleam_mri.training.memory import SavedTensorMeter
 
 H, W, C = 24, 16, 6
 

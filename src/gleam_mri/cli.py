@@ -336,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    from gleam_mri import plan_command
     from gleam_mri.bench import command as bench_command
+    from gleam_mri.plan import command as plan_command
     from gleam_mri.selfsup import command as adapt_command
     from gleam_mri.serve import command as serve_command
     from gleam_mri.study import command as study_command

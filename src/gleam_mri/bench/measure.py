@@ -7,7 +7,7 @@
   ``max_memory_allocated`` over the timed calls (absolute: parameters, optimizer state and batch
   included) and the same minus what was allocated before the first timed call (the step's own).
 - Memory on any device: the peak bytes of tensors saved for backward alive at once
-  (:class:`~gleam_mri.training.memory.SavedTensorMeter`) during one instrumented call, which
+  (:class:`~gleam_mri.meters.saved_tensors.SavedTensorMeter`) during one instrumented call, which
   also counts the convolution calls (:class:`~gleam_mri.bench.flops.ConvFlopCounter`).
 """
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gleam_mri.bench.flops import ConvFlopCounter
-from gleam_mri.training.memory import SavedTensorMeter
+from gleam_mri.meters import SavedTensorMeter
 
 
 def device_name(device: torch.device) -> str:

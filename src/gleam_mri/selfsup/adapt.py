@@ -31,6 +31,7 @@ from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_from_dict, config_to_dict
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.devices import resolve_device
+from gleam_mri.meters import LiveTensorMeter, cuda_peak_memory, storage_bytes
 from gleam_mri.schema import at_least
 from gleam_mri.selfsup import splitter_from_config
 from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, Progress
@@ -39,8 +40,6 @@ from gleam_mri.selfsup.loss import KspaceLoss
 from gleam_mri.selfsup.scan import Scan, volume_mask
 from gleam_mri.selfsup.split import SplitError, Splitter
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
-from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
-from gleam_mri.training.memory import cuda_peak_memory
 from gleam_mri.training.run import build_model_for, load_run
 from gleam_mri.training.strategies import Strategy, strategy_from_config
 

@@ -1,7 +1,7 @@
 """The arms of the equal-memory study and what each is given under a memory budget.
 
 The study config names the *deep* network (``model.unrolls``). For a budget the memory planner's
-cost model (:class:`~gleam_mri.training.plan_costs.CostModel`, measured on the device) chooses:
+cost model (:class:`~gleam_mri.plan.costs.CostModel`, measured on the device) chooses:
 
 - ``e2e-fit``: end to end at the deepest network that fits;
 - ``greedy``: GLEAM at the deep network, with the fewest modules (the largest) that fit;
@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from gleam_mri.config import Config
-from gleam_mri.training.plan_costs import CostModel
+from gleam_mri.plan.costs import CostModel
+from gleam_mri.units import parse_size
 
 __all__ = ["ARMS", "ArmPlan", "plan_arms", "resolve_budget"]
 
@@ -93,8 +94,6 @@ def resolve_budget(budget: int | str, costs: CostModel, batch: int) -> int:
     """Bytes of a budget given as a size (``"2GiB"``, bytes) or as ``"e2e@N"``: halfway between
     what end to end needs at ``N`` and at ``N + 1`` iterations on this device (so that e2e-fit
     gets exactly ``N``, whatever the card)."""
-    from gleam_mri.training.planner import parse_size
-
     if isinstance(budget, str) and budget.strip().lower().startswith("e2e@"):
         depth_text = budget.strip()[4:]
         if not depth_text.isdigit() or int(depth_text) < 1:

@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from gleam_mri.plan_command import _budget, _positive
+from gleam_mri.plan.command import _budget, _positive
 
 
 def _study_budget(text: str) -> int | str:

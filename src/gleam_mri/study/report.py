@@ -17,7 +17,7 @@ import numpy as np
 
 from gleam_mri.study.runner import write_json
 from gleam_mri.study.stats import paired_difference
-from gleam_mri.training.planner import format_size
+from gleam_mri.units import format_size
 
 __all__ = ["per_slice_psnr", "summarize_study", "write_outputs"]
 

@@ -30,16 +30,17 @@ from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_from_dict, config_to_dict
 from gleam_mri.devices import resolve_device
 from gleam_mri.inference import evaluate_checkpoint
+from gleam_mri.meters import LiveTensorMeter, storage_bytes
 from gleam_mri.metrics import psnr, ssim
+from gleam_mri.plan.costs import calibration_batch, measure_costs, measure_step
+from gleam_mri.plan.planner import problem_from_config
 from gleam_mri.study.arms import ARMS, ArmPlan, plan_arms, resolve_budget
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.errors import TrainingStopped
-from gleam_mri.training.live_memory import LiveTensorMeter, storage_bytes
 from gleam_mri.training.loop import fit
-from gleam_mri.training.plan_costs import calibration_batch, measure_costs, measure_step
-from gleam_mri.training.planner import parse_size, problem_from_config
 from gleam_mri.training.run import build_model_for, read_metrics_log
 from gleam_mri.training.strategies import strategy_from_config
+from gleam_mri.units import parse_size
 
 __all__ = ["arm_config", "measure_arm", "run_study"]
 
@@ -64,7 +65,7 @@ def measure_arm(cfg: Config, arm: ArmPlan, problem: tuple, device: Any) -> dict[
     batch, activations; on the CPU activations are the saved-for-backward bytes, as the planner
     predicts them). ``peak_bytes``: what the step really holds at its peak: on CUDA the
     allocator's ``max_memory_allocated``; on the CPU the tensors alive before the step plus the
-    peak of tensors created during it (:class:`~gleam_mri.training.live_memory.LiveTensorMeter`,
+    peak of tensors created during it (:class:`~gleam_mri.meters.live_tensors.LiveTensorMeter`,
     which also sees activations a checkpoint recomputes in the backward pass).
     """
     kind, shape, coils = problem

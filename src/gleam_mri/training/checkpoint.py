@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from gleam_mri.atomic import atomic_write
+from gleam_mri.units import format_size
 
 __all__ = [
     "CheckpointError",
@@ -129,8 +130,6 @@ def _disk_full(exc: BaseException) -> OSError | None:
 
 
 def _disk_full_problem(path: Path, error: OSError, written: int | None) -> str:
-    from gleam_mri.training.planner import format_size
-
     free = ""
     with contextlib.suppress(OSError):
         free = f", {format_size(shutil.disk_usage(path.parent).free)} free now"

@@ -6,6 +6,8 @@ import math
 import re
 from typing import Any
 
+from gleam_mri.units import format_size, parse_size
+
 
 class NonFiniteLossError(RuntimeError):
     """A loss (or gradient norm) was NaN or infinite; raised before any optimizer step of that
@@ -41,8 +43,6 @@ def out_of_memory_stop(
     ``held``: bytes allocated when it failed (default: ``torch.cuda.memory_allocated(device)``);
     the failed request and the capacity are read from torch's message.
     """
-    from gleam_mri.training.planner import format_size, parse_size
-
     text = str(error)
     if held is None:
         held = _cuda_allocated(device)

@@ -27,7 +27,7 @@ counts as activation depends on the device:
   reset) minus the counted parameters, gradients, optimizer state and batch: every temporary the
   allocator saw, recomputation and workspaces included.
 - CPU: PyTorch keeps no allocator peak statistics, so only tensors saved for backward are
-  modelled (:class:`~gleam_mri.training.memory.SavedTensorMeter`, which also counts the batch
+  modelled (:class:`~gleam_mri.meters.saved_tensors.SavedTensorMeter`, which also counts the batch
   tensors the graph saves, such as the coil maps). The meter cannot see the recomputation inside
   a checkpoint, so the ``recompute`` part is predicted from ``a(B)`` but not measured. A CPU
   prediction is a lower bound on the process's real memory (no temporaries that are not saved
@@ -48,10 +48,10 @@ import torch
 from gleam_mri.config import Config, StrategyConfig
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.fft import fftnc
+from gleam_mri.meters import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.models.builders import build_model
 from gleam_mri.physics.coils import rss
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.memory import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.training.strategies import build_strategy, optimizer_kwargs
 
 PLAN_STRATEGIES = ("e2e", "checkpoint", "invertible", "greedy")

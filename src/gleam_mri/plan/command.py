@@ -1,7 +1,7 @@
 """``gleam plan CONFIG --budget 24GiB``: what fits a memory budget per training strategy.
 
 :func:`add_parser` registers the subcommand on the ``gleam`` parser's subparsers; :func:`run`
-executes it (returns the exit status). The work is done by :func:`gleam_mri.training.planner.plan`.
+executes it (returns the exit status). The work is done by :func:`gleam_mri.plan.planner.plan`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ examples:
 
 
 def _budget(text: str) -> int:
-    from gleam_mri.training.planner import parse_size
+    from gleam_mri.units import parse_size
 
     try:
         return parse_size(text)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     """Plan, print the explanation, optionally write JSON; 0 on success (errors raise)."""
     from gleam_mri.config import load_config
     from gleam_mri.data.synthetic import parse_shape
-    from gleam_mri.training.planner import plan
+    from gleam_mri.plan.planner import plan
 
     cfg = load_config(args.config, args.set)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

@@ -1,6 +1,6 @@
-"""Memory meters: tensors saved for backward, tensors alive at a step's peak, CUDA peak memory.
+"""Tensors saved for backward: :class:`SavedTensorMeter`.
 
-:class:`SavedTensorMeter` measures activation memory on the CPU, where PyTorch keeps no allocator
+It measures activation memory on the CPU, where PyTorch keeps no allocator
 statistics: every tensor an operation saves for backward passes through a pack hook
 (:class:`torch.autograd.graph.saved_tensors_hooks`); the meter counts the bytes of its storage
 while the autograd graph holds it, each storage once however many ops save it (or views of it).
@@ -11,17 +11,15 @@ region, so the meter counts the inputs a checkpoint keeps (one state per segment
 activations it drops nor those it recomputes during backward (one segment at a time). Tensors kept
 alive by Python references (the batch, the model's output held by the caller) are not counted.
 
-:class:`~gleam_mri.training.live_memory.LiveTensorMeter` (its own module) counts every tensor a
-region holds at its peak, recomputed segments included.
-
-:func:`cuda_peak_memory` reads the CUDA allocator's own statistics.
+:class:`~gleam_mri.meters.live_tensors.LiveTensorMeter` counts every tensor a region holds at its
+peak, recomputed segments included; :func:`~gleam_mri.meters.cuda.cuda_peak_memory` reads the CUDA
+allocator's own statistics.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -111,33 +109,3 @@ class SavedTensorMeter:
             f"SavedTensorMeter(current={self.current_bytes}, peak={self.peak_bytes}, "
             f"total={self.total_bytes})"
         )
-
-
-# ----------------------------------------------------------------------------- CUDA
-
-
-class CudaPeak(NamedTuple):
-    """Result of :func:`cuda_peak_memory`: ``fn``'s return value and memory in bytes."""
-
-    result: Any
-    peak_bytes: int  # max_memory_allocated during fn (absolute: includes what was there before)
-    start_bytes: int  # memory_allocated just before fn
-
-
-def cuda_peak_memory(fn: Callable[[], Any], device: torch.device | str) -> CudaPeak:
-    """Run ``fn()`` and report the peak CUDA memory allocated on ``device`` while it ran.
-
-    ``peak_bytes - start_bytes`` is the extra memory ``fn`` needed at its peak. Raises
-    ``ValueError`` for a non-CUDA device or when CUDA is unavailable.
-    """
-    device = torch.device(device)
-    if device.type != "cuda":
-        raise ValueError(f"cuda_peak_memory needs a CUDA device, got {device}")
-    if not torch.cuda.is_available():
-        raise ValueError("cuda_peak_memory: CUDA is not available on this machine")
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    start = torch.cuda.memory_allocated(device)
-    result = fn()
-    torch.cuda.synchronize(device)
-    return CudaPeak(result, int(torch.cuda.max_memory_allocated(device)), int(start))
