@@ -39,12 +39,12 @@ with atheris.instrument_imports(include=["gleam_mri", "twixtools", "yaml"]):
     import numpy as np
 
     from gleam_mri.config import load_config
-    from gleam_mri.convert import read_raw
     from gleam_mri.data.cfl import read_cfl
     from gleam_mri.data.errors import FastMRIFormatError
     from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
     from gleam_mri.data.ismrmrd_header import parse_ismrmrd_header
     from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw
+    from gleam_mri.data.raw import read_raw
     from gleam_mri.data.twix import read_twix
     from gleam_mri.schema import ConfigError
     from gleam_mri.training.checkpoint import CheckpointError, load_checkpoint

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from gleam_mri import cli
-from gleam_mri.convert import detect_format, read_raw
 from gleam_mri.data.cfl import gleam_to_cfl, write_cfl
 from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.fastmri import read_fastmri
+from gleam_mri.data.raw import detect_format, read_raw
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
 

@@ -2,7 +2,7 @@
 
 For each source format (ISMRMRD written by the ``ismrmrd`` package's own writer, BART CFL written
 with :func:`write_cfl`, the fastMRI layout directly) and each kind (3d, cine): simulate two fully
-sampled volumes, write them in that format, convert them with :func:`gleam_mri.convert.convert`
+sampled volumes, write them in that format, convert them with :func:`gleam_mri.data.convert.convert`
 into ``train/`` and ``val/``, then ``fit`` ``configs/synthetic-{3d,cine}.yaml`` shrunk to tiny
 sizes for 4 steps with ESPIRiT maps (converted files hold no maps).
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from gleam_mri.config import load_config
-from gleam_mri.convert import convert
 from gleam_mri.data.cfl import gleam_to_cfl, write_cfl
+from gleam_mri.data.convert import convert
 from gleam_mri.data.fastmri import read_fastmri, write_fastmri
 from gleam_mri.physics.phantoms import cine_phantom, phantom_3d
 from gleam_mri.physics.simulate import simulate_multicoil

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from fuzz_inputs import CORPUS, fastmri_file, refused_within
-from gleam_mri.convert import detect_format, read_raw
 from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri, write_fastmri
 from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
 from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw
 from gleam_mri.data.limits import check_hdf5_heaps
+from gleam_mri.data.raw import detect_format, read_raw
 
 # ------------------------------------------------------------------ fastmri: libhdf5 heap loop
 

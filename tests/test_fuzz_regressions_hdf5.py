@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from fuzz_inputs import CORPUS, fastmri_file, refused_within
-from gleam_mri.convert import read_raw
 from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
+from gleam_mri.data.raw import read_raw
 
 
 @pytest.mark.parametrize("libver", ["earliest", "latest"])  # object header versions 1 and 2

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from gleam_mri import cli
-from gleam_mri.convert import convert
 from gleam_mri.data.cfl import gleam_to_cfl, write_cfl
+from gleam_mri.data.convert import convert
 from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.fastmri import read_fastmri
 from gleam_mri.data.readout_slices import readout_slices

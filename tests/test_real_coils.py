@@ -104,9 +104,9 @@ def test_bad_requests(field: rc.CoilField, tmp_path):
         rc.real_coil_maps(field, 4, (16, 16), np.random.default_rng(0), support=_disc((8, 8)))
     np.save(tmp_path / "real.npy", np.ones((4, 8, 8), dtype=np.float32))
     with pytest.raises(ValueError, match=r"complex k-space"):
-        rc.load_real_kspace(tmp_path / "real.npy")
+        synthetic.load_real_kspace(tmp_path / "real.npy")
     with pytest.raises(FileNotFoundError):
-        rc.load_real_kspace(tmp_path / "missing.npy")
+        synthetic.load_real_kspace(tmp_path / "missing.npy")
 
 
 def _acquisition(snr_db: float, seed: int, shape=(64, 64)):
@@ -194,13 +194,15 @@ def test_mni152_template_ships_with_nilearn():
 
 def test_real_brain_coils_and_noise(shared_data):
     brain8 = shared_data / "brain8ch_poisson_R8.npy"
-    field = rc.coil_field_from_file(brain8)
+    field = synthetic.coil_field_from_file(brain8)
     assert field.n_coils == 8 and field.residual < 0.1  # ESPIRiT of a noisy scan: a 7 % misfit
     maps = rc.real_coil_maps(field, 8, (128, 128), np.random.default_rng(0))
     np.testing.assert_allclose((np.abs(maps) ** 2).sum(axis=0), 1.0, atol=1e-5)
-    undersampled = rc.measure_noise(rc.load_real_kspace(brain8))
+    undersampled = rc.measure_noise(synthetic.load_real_kspace(brain8))
     assert undersampled.method == "corners" and 15.0 < undersampled.snr_db < 20.0  # 17.6 dB
-    flash = rc.load_real_kspace(shared_data / "real_fullysampled/pulseq_flash2d_brain_16ch.h5")
+    flash = synthetic.load_real_kspace(
+        shared_data / "real_fullysampled/pulseq_flash2d_brain_16ch.h5"
+    )
     assert flash.shape == (16, 128, 128)
     full = rc.measure_noise(flash)
     assert full.method == "background" and 14.0 < full.snr_db < 18.0  # 15.8 dB

@@ -124,7 +124,7 @@ def _cmd_recon(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from gleam_mri.convert import convert
+    from gleam_mri.data.convert import convert
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
+from gleam_mri.loss_names import LossName
 from gleam_mri.schema import (
     ConfigError,
     at_least,
@@ -58,8 +59,6 @@ __all__ = [
     "load_config",
     "save_config",
 ]
-
-LossName = Literal["l1", "mse", "ssim", "l1+ssim"]
 
 
 def _default_mask() -> dict[str, Any]:

@@ -102,7 +102,7 @@ def reconstruct_file(
     """Reconstruct every slice of a file; returns the written files.
 
     Raw data (ISMRMRD HDF5, Siemens twix, BART CFL) is converted to the fastMRI layout first
-    (:mod:`gleam_mri.convert`). Files with their own ``mask`` (fastMRI test data) are
+    (:mod:`gleam_mri.data.raw`). Files with their own ``mask`` (fastMRI test data) are
     reconstructed as they are. Fully sampled files are undersampled with the checkpoint's
     training mask when ``undersample`` (to see what the network does at that acceleration),
     else reconstructed from all their k-space. Files without ``maps`` get ESPIRiT maps.
@@ -128,7 +128,7 @@ def reconstruct_with_run(
     stem = path.stem if stem is None else stem
     if not _is_fastmri_layout(path):
         with tempfile.TemporaryDirectory() as tmp:
-            from gleam_mri.convert import convert
+            from gleam_mri.data.convert import convert
 
             converted = convert(path, Path(tmp) / f"{path.stem}.h5")
             return reconstruct_with_run(

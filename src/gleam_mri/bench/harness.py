@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import gleam_mri
-from gleam_mri.bench import fastmri_baseline as fmb
+import gleam_mri.bench.fastmri_baseline as fmb
 from gleam_mri.bench.floors import (
     CnnFloor,
     cnn_roots,

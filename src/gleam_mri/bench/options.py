@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
-from gleam_mri.training.losses import LOSS_NAMES
+from gleam_mri.loss_names import LOSS_NAMES
 from gleam_mri.training.strategies import STRATEGIES
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from gleam_mri.atomic import atomic_path
 from gleam_mri.data.errors import FastMRIFileNotFoundError, FastMRIFormatError
 from gleam_mri.data.limits import check_array_size
+from gleam_mri.data.raw_kspace import RawKspace
 
 BART_DIMS: tuple[str, ...] = (
     "READ",
@@ -200,3 +201,18 @@ def gleam_to_cfl(kspace: np.ndarray, kind: str | None = None) -> np.ndarray:
         out = np.transpose(data, (2, 3, 0, 1))  # (H, W, C, T)
         out = out.reshape(h, w, 1, c, *([1] * 6), data.shape[1])
     return np.asarray(out, dtype=np.complex64)
+
+
+def read_cfl_kspace(path: str | Path) -> RawKspace:
+    """BART k-space ``(READ, PHS1, PHS2, COIL, ..., TIME)`` as one gleam sample, mask from zeros."""
+    base = Path(path).with_suffix("")
+    bart = read_cfl(base)
+    dims = bart.shape + (1,) * (16 - bart.ndim)
+    kind = "cine" if dims[TIME_DIM] > 1 else "3d" if dims[PHS2_DIM] > 1 else "2d"
+    try:
+        kspace = cfl_to_gleam(bart)[None]  # (1, C, *D)
+    except ValueError as err:
+        raise FastMRIFormatError(base.with_suffix(".cfl"), str(err)) from err
+    sampled = np.abs(kspace).sum(axis=(1, -2)) > 0  # (1, W) or (1, Z|T, W)
+    mask = sampled[:, None, None, :] if kind == "2d" else sampled[:, None, :, None, :]
+    return RawKspace(kspace, mask, {}, kind, base.with_suffix(".cfl"))

@@ -18,61 +18,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gleam_mri.data.errors import FastMRIFormatError
+from gleam_mri.data.hdf5_format import hdf5_sizes, header_messages, read_uint, vlen_members
 
-_ATTRIBUTE, _CONTINUATION = 0x000C, 0x0010
-_MAX_MESSAGES = 65536  # a bound on the walk of a corrupt header
-
-
-def read_uint(buf: memoryview, at: int, size: int) -> int:
-    if at < 0 or at + size > len(buf):
-        raise IndexError(at)
-    return int.from_bytes(buf[at : at + size], "little")
-
-
-def header_messages(
-    buf: memoryview, addr: int, off: int, length: int
-) -> Iterator[tuple[int, int, int]]:
-    """``(type, start, size)`` of the messages of the object header at ``addr`` (v1 or v2),
-    following continuation messages; stops at anything malformed (``IndexError`` when a field
-    lies past the end of the file)."""
-    v2 = bytes(buf[addr : addr + 4]) == b"OHDR"
-    if v2:  # "OHDR", version, flags, [times 16], [phase change 4], chunk #0 size (1 to 8 bytes)
-        flags = read_uint(buf, addr + 5, 1)
-        at = addr + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
-        width = 1 << (flags & 0x03)
-        chunks = [(at + width, at + width + read_uint(buf, at, width))]
-        prefix = 4 + (2 if flags & 0x04 else 0)  # type 1, size 2, flags 1 [, creation order 2]
-    elif read_uint(buf, addr, 1) == 1:  # version 1: 12 bytes of header, 4 of padding, then messages
-        chunks = [(addr + 16, addr + 16 + read_uint(buf, addr + 8, 4))]
-        prefix = 8  # type 2, size 2, flags 1, reserved 3
-    else:
-        return
-    seen, count = set(), 0
-    while chunks:
-        at, end = chunks.pop(0)
-        if at in seen or end > len(buf):
-            return
-        seen.add(at)
-        while at + prefix <= end and count < _MAX_MESSAGES:
-            kind = read_uint(buf, at, 1 if v2 else 2)
-            size = read_uint(buf, at + (1 if v2 else 2), 2)
-            data = at + prefix
-            if data + size > end:
-                return
-            if kind == _CONTINUATION:
-                start, n = read_uint(buf, data, off), read_uint(buf, data + off, length)
-                if v2:  # "OCHK", messages, checksum
-                    chunks.append((start + 4, start + n - 4))
-                else:
-                    chunks.append((start, start + n))
-            else:
-                yield kind, data, size
-            at, count = data + size, count + 1
+_ATTRIBUTE = 0x000C
 
 
 def _attribute(buf: memoryview, start: int, size: int) -> tuple[bytes, int] | None:
@@ -122,8 +74,6 @@ def check_vlen_attributes(path: str | Path, obj: Any) -> None:
     and the descriptors, never a value (module docstring for what is not covered).
     """
     import h5py
-
-    from gleam_mri.data.limits import hdf5_sizes, vlen_members
 
     vlen = {}
     for name in obj.attrs:

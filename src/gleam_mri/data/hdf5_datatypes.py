@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gleam_mri.data.errors import FastMRIFormatError
-from gleam_mri.data.hdf5_attributes import header_messages, read_uint
+from gleam_mri.data.hdf5_format import hdf5_sizes, header_messages, read_uint
 
 _DATATYPE = 0x0003
 _MAX_DEPTH = 32  # nesting bound on a corrupt type
@@ -80,8 +80,6 @@ def check_vlen_type_fields(path: str | Path, what: str, obj: Any) -> None:
     """Refuse the h5py dataset ``obj`` (named ``what``) when its datatype holds a variable-length
     type that is neither a sequence nor a string; raises :class:`FastMRIFormatError`."""
     import h5py
-
-    from gleam_mri.data.limits import hdf5_sizes
 
     addr = h5py.h5o.get_info(obj.id).addr
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:

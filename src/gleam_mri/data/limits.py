@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from gleam_mri.data.errors import FastMRIFormatError
+from gleam_mri.data.hdf5_datatypes import check_vlen_type_fields
+from gleam_mri.data.hdf5_format import hdf5_sizes, vlen_members
 
 ENV_VAR = "GLEAM_MAX_ARRAY_BYTES"
 DEFAULT_MAX_ARRAY_BYTES = 16 * 2**30  # 16 GiB: far above one real volume, far below a bogus one
@@ -77,20 +79,8 @@ def check_array_size(
 # with the GIL held. The collections are checked here, in Python, before any variable-length value
 # is read; a file is checked once per process (keyed by inode, size and mtime).
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _checked_heaps: dict[tuple[int, int, int, int], None] = {}
 _MIN_SKIP = 2**20  # raw-data extents at least this large are not scanned
-
-
-def hdf5_sizes(buf: memoryview) -> tuple[int, int]:
-    """The superblock's "size of offsets" and "size of lengths" (bytes; 8 unless it says so)."""
-    base = 0
-    while base + 16 <= len(buf):
-        if bytes(buf[base : base + 8]) == _HDF5_SIGNATURE:
-            at = base + (13 if buf[base + 8] < 2 else 9)  # superblock version 0/1 or 2/3
-            return tuple(n if n in (2, 4, 8) else 8 for n in bytes(buf[at : at + 2]))
-        base = 512 if base == 0 else 2 * base
-    return 8, 8
 
 
 def _length_size(buf: memoryview) -> int:
@@ -209,23 +199,6 @@ def check_hdf5_heaps(path: str | Path, raw_extents: Iterable[tuple[int | None, i
 # descriptor claims before it reads the heap. The descriptors are read here, as raw bytes, first.
 
 
-def vlen_members(ftype: Any) -> list[tuple[int, int]]:
-    """``(byte offset in a record, element size)`` of each variable-length part of a file type."""
-    import h5py
-
-    if ftype.get_class() == h5py.h5t.COMPOUND:
-        out = []
-        for i in range(ftype.get_nmembers()):
-            offset = ftype.get_member_offset(i)
-            out += [(offset + o, n) for o, n in vlen_members(ftype.get_member_type(i))]
-        return out
-    if ftype.get_class() == h5py.h5t.VLEN:
-        return [(0, ftype.get_super().get_size())]
-    if ftype.get_class() == h5py.h5t.STRING and ftype.is_variable_str():
-        return [(0, 1)]
-    return []
-
-
 def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
     """Refuse an h5py dataset whose variable-length values claim more than the file could hold.
 
@@ -240,8 +213,6 @@ def check_vlen_sizes(path: str | Path, what: str, ds: Any) -> int:
     import mmap
 
     import numpy as np
-
-    from gleam_mri.data.hdf5_datatypes import check_vlen_type_fields
 
     ftype = ds.id.get_type()
     members = vlen_members(ftype)

@@ -1,7 +1,7 @@
 """Cartesian k-space read from a raw-data file, as every raw reader returns it (:class:`RawKspace`).
 
 Shared by the ISMRMRD (:mod:`~gleam_mri.data.ismrmrd_raw`), twix (:mod:`~gleam_mri.data.twix`)
-and BART (:mod:`gleam_mri.convert`) readers: the array layout, the RSS target of fully sampled
+and BART (:mod:`gleam_mri.data.raw`) readers: the array layout, the RSS target of fully sampled
 data, readout oversampling removal and the fastMRI-layout writer.
 """
 
@@ -18,7 +18,7 @@ from gleam_mri.crop import center_crop
 from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import _find
 from gleam_mri.fft import centred_fft
-from gleam_mri.physics.coils import rss
+from gleam_mri.physics.coils import rss_of_kspace
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,7 @@ def rss_image(kspace: np.ndarray, kind: str, recon_size: Any = None) -> np.ndarr
     Centred orthonormal inverse FFT over the encoded axes (3 for 3D, else 2), cropped centrally
     to ``recon_size`` ``(x, y, z)`` where that is smaller.
     """
-    axes = (-3, -2, -1) if kind == "3d" else (-2, -1)
-    image = centred_fft(kspace, axes, inverse=True)
-    out = rss(image, dim=1).astype(np.float32)
+    out = rss_of_kspace(kspace, 3 if kind == "3d" else 2, dim=1).astype(np.float32)
     if recon_size is not None:
         for axis, size in ((-2, int(recon_size[0])), (-1, int(recon_size[1]))):
             if 1 <= size < out.shape[axis]:

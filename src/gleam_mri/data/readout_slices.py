@@ -46,7 +46,7 @@ from gleam_mri.data.errors import FastMRIFormatError
 from gleam_mri.data.ismrmrd_header import ISMRMRD_NS, _el, _find
 from gleam_mri.data.raw_kspace import RawKspace
 from gleam_mri.fft import centred_fft
-from gleam_mri.physics.coils import rss
+from gleam_mri.physics.coils import rss_of_kspace
 
 SLICE_MODES = ("native", "readout")
 CHUNK_BYTES = 256 * 2**20
@@ -101,7 +101,7 @@ def rss_slices(
     out = np.empty((n, *size), np.float32)
     step = max(1, int(chunk_bytes) // (c_n * y_n * z_n * 8))
     for i in range(0, n, step):
-        image = rss(centred_fft(kspace[i : i + step], (-2, -1), inverse=True), dim=1)
+        image = rss_of_kspace(kspace[i : i + step], 2, dim=1)
         out[i : i + step] = center_crop(image, size, axes=(-2, -1), keep_dc=True)
     return out
 
@@ -168,7 +168,7 @@ def readout_header(xml: str, header: dict[str, Any], nx: int, n_slices: int, sha
 
 def _read_3d(path: Path, partitions: str = "kz") -> tuple[RawKspace, int]:
     """The 3D acquisition of ``path`` and the readout positions ``nx`` to keep per slab."""
-    from gleam_mri.convert import detect_format, read_raw
+    from gleam_mri.data.raw import detect_format, read_raw
 
     if detect_format(path) == "ismrmrd":
         from gleam_mri.data.ismrmrd_raw import read_ismrmrd_raw

@@ -29,10 +29,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gleam_mri.data.fastmri import make_ismrmrd_header, write_fastmri
-from gleam_mri.fft import ifftnc
+from gleam_mri.data.fastmri import (
+    inspect_fastmri,
+    make_ismrmrd_header,
+    read_fastmri,
+    write_fastmri,
+)
 from gleam_mri.physics import anatomy, phantoms, real_coils
-from gleam_mri.physics.coils import rss
+from gleam_mri.physics.coils import rss_of_kspace
 from gleam_mri.physics.simulate import simulate_multicoil
 
 # Public anatomy that ships inside a Python package: name -> (package, file inside it, and the
@@ -135,8 +139,7 @@ def _magnitudes(spec: SyntheticSpec, rng: np.random.Generator, volume) -> np.nda
 
 
 def _rss_of_kspace(kspace: np.ndarray, fft_ndim: int) -> np.ndarray:
-    coil_images = ifftnc(torch.from_numpy(kspace), fft_ndim)
-    return rss(coil_images, dim=0).numpy().astype(np.float32)
+    return rss_of_kspace(torch.from_numpy(kspace), fft_ndim, dim=0).numpy().astype(np.float32)
 
 
 def _header(spec: SyntheticSpec) -> bytes:
@@ -227,7 +230,7 @@ def write_synthetic_dataset(
     record = asdict(spec)
     field, snr_db = None, spec.snr_db
     if spec.coils_from:
-        kspace = real_coils.load_real_kspace(spec.coils_from)
+        kspace = load_real_kspace(spec.coils_from)
         field = real_coils.estimate_coil_field(kspace, source=Path(spec.coils_from).name)
         if spec.n_coils > field.n_coils:
             raise ValueError(
@@ -277,3 +280,37 @@ def parse_shape(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
         return tuple(int(p) for p in parts if p.strip())
     except ValueError as err:
         raise ValueError(f"cannot read a shape from {text!r}; write it like 128x96") from err
+
+
+def load_real_kspace(path: str | Path) -> np.ndarray:
+    """Real multi-coil k-space, complex64 ``(C, H, W)``, DC at ``N // 2``.
+
+    ``.npy``: an array ``(C, H, W)`` (unsampled locations are zeros). ``.h5``: a 2D file in the
+    fastMRI layout (:func:`gleam_mri.data.fastmri.read_fastmri`), its middle slice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"k-space file not found: {path}")
+    if path.suffix == ".npy":
+        kspace = np.load(path)
+        if kspace.ndim == 4 and kspace.shape[0] == 1:
+            kspace = kspace[0]
+    elif path.suffix in (".h5", ".hdf5"):
+        info = inspect_fastmri(path)
+        if info.kind != "2d":
+            raise ValueError(f"{path}: coil maps are read from 2d files, this one is {info.kind}")
+        kspace = read_fastmri(path, slices=info.num_slices // 2).kspace[0]
+    else:
+        raise ValueError(f"{path}: expected a .npy (C, H, W) or a fastMRI .h5 k-space file")
+    if not np.iscomplexobj(kspace) or kspace.ndim != 3:
+        raise ValueError(
+            f"{path}: need complex k-space (C, H, W), got {kspace.dtype} {kspace.shape}"
+        )
+    if not np.all(np.isfinite(kspace)):
+        raise ValueError(f"{path}: k-space contains NaN or infinite values")
+    return kspace.astype(np.complex64, copy=False)
+
+
+def coil_field_from_file(path: str | Path, **options: object) -> real_coils.CoilField:
+    """:func:`estimate_coil_field` of :func:`load_real_kspace` ``(path)``."""
+    return real_coils.estimate_coil_field(load_real_kspace(path), source=Path(path).name, **options)

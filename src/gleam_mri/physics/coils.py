@@ -12,6 +12,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from gleam_mri.fft import centred_fft
+
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
@@ -68,3 +70,10 @@ def rss(x: ArrayT, dim: int = 1, keepdim: bool = False) -> ArrayT:
     if isinstance(x, torch.Tensor):
         return torch.sqrt((x.abs() ** 2).sum(dim=dim, keepdim=keepdim))
     return np.sqrt((np.abs(x) ** 2).sum(axis=dim, keepdims=keepdim))
+
+
+def rss_of_kspace(kspace: ArrayT, fft_ndim: int, dim: int = 1) -> ArrayT:
+    """Root-sum-of-squares image of multi-coil k-space: centred orthonormal inverse FFT over the
+    last ``fft_ndim`` axes, then :func:`rss` over the coil axis ``dim`` (torch or numpy), e.g.
+    ``(S, C, *D) -> (S, *D)``."""
+    return rss(centred_fft(kspace, tuple(range(-fft_ndim, 0)), inverse=True), dim=dim)

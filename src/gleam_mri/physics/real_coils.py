@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
 from gleam_mri.fft import centred_fft
+from gleam_mri.physics.coils import rss
 from gleam_mri.physics.simulate import snr_db_of
 
 # ESPIRiT runs on a grid of at most this many pixels per axis (the maps are smooth).
@@ -67,37 +67,6 @@ class CoilField:
         ev = np.exp(1j * v.reshape(-1, 1) * freqs)
         maps = np.einsum("pk,pl,ckl->cp", eu, ev, self.coeffs, optimize=True)
         return maps.reshape(self.n_coils, *u.shape)
-
-
-def load_real_kspace(path: str | Path) -> np.ndarray:
-    """Real multi-coil k-space, complex64 ``(C, H, W)``, DC at ``N // 2``.
-
-    ``.npy``: an array ``(C, H, W)`` (unsampled locations are zeros). ``.h5``: a 2D file in the
-    fastMRI layout (:func:`gleam_mri.data.fastmri.read_fastmri`), its middle slice.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"k-space file not found: {path}")
-    if path.suffix == ".npy":
-        kspace = np.load(path)
-        if kspace.ndim == 4 and kspace.shape[0] == 1:
-            kspace = kspace[0]
-    elif path.suffix in (".h5", ".hdf5"):
-        from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
-
-        info = inspect_fastmri(path)
-        if info.kind != "2d":
-            raise ValueError(f"{path}: coil maps are read from 2d files, this one is {info.kind}")
-        kspace = read_fastmri(path, slices=info.num_slices // 2).kspace[0]
-    else:
-        raise ValueError(f"{path}: expected a .npy (C, H, W) or a fastMRI .h5 k-space file")
-    if not np.iscomplexobj(kspace) or kspace.ndim != 3:
-        raise ValueError(
-            f"{path}: need complex k-space (C, H, W), got {kspace.dtype} {kspace.shape}"
-        )
-    if not np.all(np.isfinite(kspace)):
-        raise ValueError(f"{path}: k-space contains NaN or infinite values")
-    return kspace.astype(np.complex64, copy=False)
 
 
 def _box_coords(shape: tuple[int, ...], support: np.ndarray | None) -> list[np.ndarray]:
@@ -183,11 +152,6 @@ def estimate_coil_field(
     return fit_coil_field(maps, support, order=order, source=source)
 
 
-def coil_field_from_file(path: str | Path, **options: object) -> CoilField:
-    """:func:`estimate_coil_field` of :func:`load_real_kspace` ``(path)``."""
-    return estimate_coil_field(load_real_kspace(path), source=Path(path).name, **options)
-
-
 def object_support(magnitude: np.ndarray, threshold: float = 0.05, margin: int = 3) -> np.ndarray:
     """Boolean support ``(*D)`` of a magnitude image ``(*D)``: the Gaussian-smoothed image above
     ``threshold`` times its maximum, holes filled, dilated by ``margin`` pixels."""
@@ -250,7 +214,7 @@ def real_coil_maps(
             a, b, p = (rng.normal(0.0, s, (n_coils, 1)) for s in (0.25, 0.15, 0.3))
             profile = np.exp(a * w + b * w**2 + 1j * p * w)  # (n_coils, Z)
             maps = maps * profile[:, :, None, None]
-    norm = np.sqrt((np.abs(maps) ** 2).sum(axis=0))
+    norm = rss(maps, dim=0)
     inside = norm > 1e-12 * max(float(norm.max()), 1e-300)
     if support is not None:
         inside &= support

@@ -165,7 +165,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{path}: no such file")
     if _is_fastmri_layout(path):
         return _adapt_file(path, path.stem, cfg, options, initial, mask_spec, args)
-    from gleam_mri.convert import convert
+    from gleam_mri.data.convert import convert
 
     with tempfile.TemporaryDirectory() as tmp:
         converted = convert(path, Path(tmp) / f"{path.stem}.h5")

@@ -7,11 +7,11 @@ Those cases are refused now, but the next one would stop every job of a service 
 in its own process: a thread cannot be stopped inside C code. So before a job runs, a child process
 (``python -m gleam_mri.serve.quarantine SOURCE CONVERTED``) reads the whole upload: a fastMRI-layout
 file slice by slice with :func:`~gleam_mri.data.fastmri.read_fastmri`, as the datasets read it,
-a raw-data file by converting it (:func:`gleam_mri.convert.convert`) into ``CONVERTED``, a file this
-project wrote. Only when the child succeeds does the worker read the file (the same reads, now known
-to end) or the converted one; the reconstruction is the same as without the child. A child that is
-refused prints the reader's message (exit code 2), one that crashes or runs past the job's time
-limit fails the job with what happened; the service carries on.
+a raw-data file by converting it (:func:`~gleam_mri.data.convert.convert`) into ``CONVERTED``, a
+file this project wrote. Only when the child succeeds does the worker read the file (the same
+reads, now known to end) or the converted one; the reconstruction is the same as without the
+child. A child that is refused prints the reader's message (exit code 2), one that crashes or runs
+past the job's time limit fails the job with what happened; the service carries on.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i in range(inspect_fastmri(source).num_slices):  # as the datasets read it
                 read_fastmri(source, slices=i)
         else:
-            from gleam_mri.convert import convert
+            from gleam_mri.data.convert import convert
 
             convert(source, converted)
     except Exception as err:  # the reader's message, for the job's error

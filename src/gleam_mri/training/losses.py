@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.loss_names import LOSS_NAMES
 from gleam_mri.metrics import SSIMLoss
 
 LossFn = Callable[[torch.Tensor, MRIBatch], torch.Tensor]
 
-LOSS_NAMES = ("l1", "mse", "ssim", "l1+ssim")
 SSIM_WEIGHT = 0.84
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from gleam_mri.config import LossName
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.loss_names import LossName
 from gleam_mri.models.unrolled import Problem, UnrolledNet
 from gleam_mri.schema import ConfigError, at_least
 from gleam_mri.training.losses import LossFn, build_loss

@@ -54,8 +54,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from gleam_mri.config import LossName
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.loss_names import LossName
 from gleam_mri.models.unrolled import Problem, UnrolledNet
 from gleam_mri.schema import ConfigError, at_least
 from gleam_mri.training.distributed import process_group
