@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from gleam_mri.config import config_from_dict
+from gleam_mri.adapt.scan import load_scan
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits, measure_step
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.devices import resolve_device
-from gleam_mri.selfsup.adapt import DEFAULT_CONFIG, AdaptOptions, Splits, measure_step
-from gleam_mri.selfsup.scan import load_scan
 from gleam_mri.selfsup.split import Splitter
 from gleam_mri.training.run import build_model_for
+from gleam_mri.training.run_config import config_from_dict
 from gleam_mri.training.strategies import strategy_from_config
 
 CASES = {  # kind: (shape, mask, slab)

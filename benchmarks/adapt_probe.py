@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gleam_mri.config import config_from_dict
+from gleam_mri.adapt.scan import Scan
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, adapt
 from gleam_mri.metrics import volume_metrics
-from gleam_mri.selfsup.adapt import DEFAULT_CONFIG, AdaptOptions, adapt
-from gleam_mri.selfsup.scan import Scan
+from gleam_mri.training.run_config import config_from_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_brain  # the cases

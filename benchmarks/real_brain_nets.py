@@ -28,21 +28,21 @@ from pathlib import Path
 
 import torch
 
-from gleam_mri.config import config_from_dict
-from gleam_mri.selfsup.adapt import DEFAULT_CONFIG, AdaptOptions, adapt, adapt_config
-from gleam_mri.selfsup.scan import Scan
-from gleam_mri.training.run import load_run, reconstruct
+from gleam_mri.adapt.scan import Scan
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, adapt, adapt_config
+from gleam_mri.inference import load_run, reconstruct
+from gleam_mri.training.run_config import config_from_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_brain  # the classical baselines and the table writers
 
-# gleam adapt's ESPIRiT (gleam_mri.selfsup.scan.ESPIRIT_OPTIONS), used by every method here
+# gleam adapt's ESPIRiT (gleam_mri.adapt.scan.ESPIRIT_OPTIONS), used by every method here
 ADAPT_MAPS = real_brain.Maps("espirit", 6, 0.0, calib=64)
 
 
 def measured_batch(case: real_brain.Case):
     """The case as a B = 1 batch whose mask is its measured samples (what adapt trains on)."""
-    from gleam_mri.selfsup.scan import with_measured
+    from gleam_mri.adapt.scan import with_measured
 
     return with_measured(case.batch(), Path(case.name))
 

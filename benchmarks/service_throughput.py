@@ -41,11 +41,12 @@ import httpx
 import numpy as np
 import torch
 
-from gleam_mri.config import config_from_dict, config_to_dict
+from gleam_mri.config import config_to_dict
 from gleam_mri.data.synthetic import SyntheticSpec, parse_shape, write_synthetic_dataset
-from gleam_mri.inference import reconstruct_file, reconstruct_with_run
+from gleam_mri.inference import load_run, reconstruct_file, reconstruct_with_run
 from gleam_mri.training.checkpoint import save_checkpoint
-from gleam_mri.training.run import build_model_for, load_run
+from gleam_mri.training.run import build_model_for
+from gleam_mri.training.run_config import config_from_dict
 
 
 def write_checkpoint(path: Path, unrolls: int, features: int) -> Path:

@@ -38,7 +38,6 @@ with atheris.instrument_imports(include=["gleam_mri", "twixtools", "yaml"]):
     import h5py
     import numpy as np
 
-    from gleam_mri.config import load_config
     from gleam_mri.data.cfl import read_cfl
     from gleam_mri.data.errors import FastMRIFormatError
     from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
@@ -48,6 +47,7 @@ with atheris.instrument_imports(include=["gleam_mri", "twixtools", "yaml"]):
     from gleam_mri.data.twix import read_twix
     from gleam_mri.schema import ConfigError
     from gleam_mri.training.checkpoint import CheckpointError, load_checkpoint
+    from gleam_mri.training.run_config import load_config
 
 # fuzz/builders.py, beside this file (the script's folder is on sys.path)
 from builders import (  # noqa: E402

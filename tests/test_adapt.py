@@ -205,7 +205,7 @@ def _adapt_args(source: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_weight_average_and_swap():
-    from gleam_mri.selfsup.adapt import update_average, weights_swapped
+    from gleam_mri.adapt.zero_shot import update_average, weights_swapped
 
     net = torch.nn.BatchNorm1d(2)  # weights and an integer buffer
     average: dict[str, torch.Tensor] = {}
@@ -233,7 +233,7 @@ def test_out_of_range_average_is_refused(synthetic_2d, tmp_path, capsys):
 def test_interrupted_adapt_resumes_to_identical_weights_and_image(
     average, synthetic_2d, tmp_path, monkeypatch, capsys
 ):
-    from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, state_path
+    from gleam_mri.adapt.resume import AdaptCheckpoint, state_path
 
     avg = ("--average", average)  # the moving average of the weights is saved and resumed too
     straight = tmp_path / "straight"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from gleam_mri.config import config_to_dict, load_config
+from gleam_mri.config import config_to_dict
 from gleam_mri.training.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -22,6 +22,7 @@ from gleam_mri.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from gleam_mri.training.run_config import load_config
 
 
 def trained_state() -> tuple[nn.Module, dict]:

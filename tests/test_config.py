@@ -16,12 +16,11 @@ from gleam_mri.config import (
     OptimConfig,
     StrategyConfig,
     TrainConfig,
-    config_from_dict,
     config_to_dict,
-    load_config,
     save_config,
 )
-from gleam_mri.training.strategies import STRATEGIES
+from gleam_mri.training.run_config import config_from_dict, load_config
+from gleam_mri.training.strategies import STRATEGIES, strategy_settings
 
 
 def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
@@ -48,8 +47,8 @@ def test_defaults_match_the_documented_values() -> None:
         "auto",
     )
     assert cfg.strategy == StrategyConfig(name="e2e")
-    assert cfg.strategy.settings("greedy").modules is None  # one module per iteration
-    assert cfg.strategy.settings("checkpoint").checkpoint_every == 1
+    assert strategy_settings(cfg, "greedy").modules is None  # one module per iteration
+    assert strategy_settings(cfg, "checkpoint").checkpoint_every == 1
     assert cfg.optim == OptimConfig(name="Adam", lr=1e-3, scheduler=None, amp=False)
     assert (cfg.train.seed, cfg.train.loss, cfg.train.device) == (0, "l1", "auto")
     # mutable defaults are not shared between instances
@@ -113,7 +112,7 @@ def test_overrides_are_parsed_as_yaml_and_applied_after_the_file(tmp_path: Path)
     )
     assert cfg.model.unrolls == 16
     assert cfg.optim.lr == pytest.approx(3e-4) and type(cfg.optim.lr) is float
-    assert cfg.strategy.name == "greedy" and cfg.strategy.settings().modules is None
+    assert cfg.strategy.name == "greedy" and strategy_settings(cfg).modules is None
     assert cfg.model.dc == {"step_init": 0.5, "cg_iters": 10}
     assert cfg.data.mask == {"name": "equispaced", "center_fractions": [0.04], "accelerations": [8]}
     assert cfg.optim.scheduler == "CosineAnnealingLR"
@@ -131,7 +130,7 @@ def test_only_the_chosen_strategy_checks_its_options_against_the_model() -> None
     assert "model.unrolls=8" in str(info.value)
     demo = Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml"
     cfg = load_config(demo, ["strategy.name=e2e", "model.unrolls=2"])  # demo: modules 4
-    assert cfg.strategy.settings() == STRATEGIES["e2e"].Options()
+    assert strategy_settings(cfg) == STRATEGIES["e2e"].Options()
     assert cfg.strategy.options["modules"] == 4  # kept for a switch back, unused by e2e
     with pytest.raises(ConfigError, match=r"strategy\.modules: 4 modules cannot be cut"):
         load_config(demo, ["strategy.name=greedy", "model.unrolls=2"])
@@ -141,7 +140,7 @@ def test_only_the_chosen_strategy_checks_its_options_against_the_model() -> None
 
 def test_invertible_inversion_needs_the_matching_network() -> None:
     ok = load_config(None, ["strategy.name=invertible", "strategy.inversion=fixed-point"])
-    assert ok.strategy.settings().fixed_point_iters == 5 and not ok.model.invertible
+    assert strategy_settings(ok).fixed_point_iters == 5 and not ok.model.invertible
     with pytest.raises(ConfigError, match=r"model\.invertible=true"):
         load_config(None, ["strategy.name=invertible"])  # coupling needs the coupled network
     with pytest.raises(ConfigError, match=r"model\.invertible=false"):
@@ -151,7 +150,7 @@ def test_invertible_inversion_needs_the_matching_network() -> None:
 
 def test_strategy_options_are_typed_by_the_strategy_and_default_to_its_values() -> None:
     cfg = load_config(None, ["strategy.name=checkpoint", "strategy.checkpoint_every=2"])
-    assert cfg.strategy.settings().checkpoint_every == 2
+    assert strategy_settings(cfg).checkpoint_every == 2
     assert config_to_dict(cfg)["strategy"] == {"name": "checkpoint", "checkpoint_every": 2}
     cfg = load_config(None, ["strategy.name=pipeline"])
     assert config_to_dict(cfg)["strategy"] == {
@@ -162,7 +161,7 @@ def test_strategy_options_are_typed_by_the_strategy_and_default_to_its_values() 
         "replicas": 1,
         "timeout": 60.0,
     }
-    assert cfg.strategy.settings().strategy_kwargs(cfg) == {
+    assert strategy_settings(cfg).strategy_kwargs(cfg) == {
         "modules": None,
         "staleness": 1,
         "replicas": 1,

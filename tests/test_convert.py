@@ -66,8 +66,8 @@ def test_recon_reads_raw_formats_directly(tmp_path):
     """gleam recon on a BART CFL file: converted on the fly, reconstructed to NIfTI and DICOM."""
     import nibabel as nib
 
-    from gleam_mri.config import load_config
     from gleam_mri.training.loop import fit
+    from gleam_mri.training.run_config import load_config
 
     data = tmp_path / "data"
     spec = SyntheticSpec(n_volumes=3, slices_per_volume=1, shape=(32, 24), n_coils=3, seed=2)

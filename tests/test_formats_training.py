@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gleam_mri.config import load_config
 from gleam_mri.data.cfl import gleam_to_cfl, write_cfl
 from gleam_mri.data.convert import convert
 from gleam_mri.data.fastmri import read_fastmri, write_fastmri
@@ -23,6 +22,7 @@ from gleam_mri.physics.phantoms import cine_phantom, phantom_3d
 from gleam_mri.physics.simulate import simulate_multicoil
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.loop import fit, read_metrics_log
+from gleam_mri.training.run_config import load_config
 
 ismrmrd = pytest.importorskip("ismrmrd")
 xsd = pytest.importorskip("ismrmrd.xsd")

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from gleam_mri.data.batch import MRIBatch
-from gleam_mri.training.run import load_run, reconstruct
+from gleam_mri.inference import load_run, reconstruct
 from gleam_mri.training.strategies import strategy_from_config
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gleam_mri.config import load_config
 from gleam_mri.models.builders import build_model, modl, pgd_resnet
 from gleam_mri.models.dc import GradientDC
 from gleam_mri.models.lipschitz import bound_spectral_norms_
 from gleam_mri.schema import ConfigError
 from gleam_mri.training.losses import build_loss
+from gleam_mri.training.run_config import load_config
 from gleam_mri.training.strategies import build_strategy
 from models_for_tests import gradients, make_batch, make_net
 

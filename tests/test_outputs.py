@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gleam_mri.data.ismrmrd_header import make_ismrmrd_header, parse_ismrmrd_header
-from gleam_mri.io_outputs import (
+from gleam_mri.inference.outputs import (
     voxel_size_from_header,
     write_dicom_series,
     write_nifti,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gleam_mri.config import load_config
 from gleam_mri.data.fastmri import write_fastmri
 from gleam_mri.plan.command import add_parser
 from gleam_mri.plan.planner import measure_costs, measure_step, plan, problem_from_config
+from gleam_mri.training.run_config import load_config
 from gleam_mri.units import format_size, parse_size
 
 SHAPE, COILS = (32, 32), 4

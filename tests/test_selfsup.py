@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gleam_mri.config import load_config
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.fft import fftnc
 from gleam_mri.physics.espirit import find_calibration_size
 from gleam_mri.schema import ConfigError
 from gleam_mri.selfsup import KspaceLoss, SplitError, Splitter, hold_out, measured_mask, split_batch
 from gleam_mri.training.loop import fit, read_metrics_log
+from gleam_mri.training.run_config import load_config
 from gleam_mri.training.strategies import build_strategy
 from models_for_tests import KINDS, make_batch, make_net
 
@@ -177,7 +177,7 @@ def test_ssdu_config_is_checked():
         load_config(DEMO_CONFIG, ["train.supervision=self", "strategy.module_loss=ssim"])
     with pytest.raises(ConfigError, match=r"ssdu\.fraction"):
         load_config(DEMO_CONFIG, ["ssdu.fraction=1.5"])
-    from gleam_mri.selfsup import splitter_from_config
+    from gleam_mri.training.data import splitter_from_config
 
     cfg = load_config(DEMO_CONFIG, ["ssdu.units=lines"])
     assert splitter_from_config(cfg.ssdu).units == "lines"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from gleam_mri.config import config_from_dict, config_to_dict
+from gleam_mri.config import config_to_dict
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.training.checkpoint import save_checkpoint
 from gleam_mri.training.run import build_model_for
+from gleam_mri.training.run_config import config_from_dict
 
 TINY_MODEL = {"name": "pgd", "unrolls": 2, "features": 4, "blocks": 1}
 TINY_MASK = {"name": "random", "center_fractions": [0.08], "accelerations": [4]}

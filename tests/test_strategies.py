@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from gleam_mri.metrics import SSIMLoss
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.strategies import STRATEGIES, Greedy, build_strategy
+from gleam_mri.training.strategies import STRATEGIES, Greedy, build_strategy, strategy_settings
 from gleam_mri.training.strategies.base import NonFiniteLossError
 from models_for_tests import KINDS, gradients, make_batch, make_net
 
@@ -372,9 +372,10 @@ def test_a_new_strategy_is_one_class_and_one_registry_entry(monkeypatch):
     """A strategy declared in one place (with its options) is configured, checked and built."""
     from dataclasses import dataclass, field
 
-    from gleam_mri.config import ConfigError, load_config
+    from gleam_mri.config import ConfigError
     from gleam_mri.models.unrolled import UnrolledNet
     from gleam_mri.schema import at_least
+    from gleam_mri.training.run_config import load_config
     from gleam_mri.training.strategies import StrategyOptions, strategy_from_config
     from gleam_mri.training.strategies.end_to_end import EndToEnd
 
@@ -393,7 +394,7 @@ def test_a_new_strategy_is_one_class_and_one_registry_entry(monkeypatch):
 
     monkeypatch.setitem(STRATEGIES, "halved", Halved)
     cfg = load_config(None, ["strategy.name=halved", "strategy.halvings=3", "model.unrolls=2"])
-    assert cfg.strategy.settings() == HalvedOptions(halvings=3)
+    assert strategy_settings(cfg) == HalvedOptions(halvings=3)
     strategy = strategy_from_config(cfg, make_net("2d", 2))
     assert isinstance(strategy, Halved) and strategy.halvings == 3
     assert strategy.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 / 8)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from gleam_mri import cli
-from gleam_mri.config import load_config
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.devices import resolve_device
 from gleam_mri.plan.costs import measure_costs
@@ -17,6 +16,7 @@ from gleam_mri.study import runner
 from gleam_mri.study.arms import plan_arms, resolve_budget
 from gleam_mri.study.report import summarize_study, write_outputs
 from gleam_mri.study.stats import paired_difference
+from gleam_mri.training.run_config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from gleam_mri import cli
-from gleam_mri.config import load_config
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.loop import TrainingStopped, fit, read_metrics_log
+from gleam_mri.training.run_config import load_config
 
 DEMO_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "demo-2d.yaml")
 

@@ -78,8 +78,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gleam_mri.config import load_config
     from gleam_mri.training.loop import TrainingStopped, fit
+    from gleam_mri.training.run_config import load_config
 
     cfg = load_config(args.config, args.set)
     try:
@@ -336,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
+    from gleam_mri.adapt import command as adapt_command
     from gleam_mri.bench import command as bench_command
     from gleam_mri.plan import command as plan_command
-    from gleam_mri.selfsup import command as adapt_command
     from gleam_mri.serve import command as serve_command
     from gleam_mri.study import command as study_command
 

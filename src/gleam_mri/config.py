@@ -20,6 +20,11 @@ strings such as ``1e-3``, which YAML 1.1 reads as a string because there is no d
 The counters ``train.val_every``, ``ckpt_every``, ``log_every`` and ``image_every`` disable their
 action when 0. Every error is a :class:`ConfigError` naming the key, the bad value and what was
 expected, prefixed with the file or the override it came from.
+
+The ``strategy`` section is checked by the strategies' own ``Options`` classes, which live with
+the training stack above this module: :func:`read_config` and :func:`parse_config` take the table
+of strategies as an argument, and ``gleam_mri.training.load_config`` /
+``gleam_mri.training.config_from_dict`` pass the project's (``STRATEGIES``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, Literal
 import yaml
 
 from gleam_mri.loss_names import LossName
+from gleam_mri.physics.masks import build_mask_func
 from gleam_mri.schema import (
     ConfigError,
     at_least,
@@ -54,10 +60,14 @@ __all__ = [
     "SSDUConfig",
     "StrategyConfig",
     "TrainConfig",
-    "config_from_dict",
     "config_to_dict",
-    "load_config",
+    "optimizer_names",
+    "options_from",
+    "parse_config",
+    "read_config",
+    "read_strategy",
     "save_config",
+    "scheduler_names",
 ]
 
 
@@ -105,62 +115,60 @@ class ModelConfig:
 
 @dataclass
 class StrategyConfig:
-    """How the network is trained: ``name`` (a key of ``STRATEGIES``) and the strategies' options.
+    """How the network is trained: ``name`` (a key of the strategies' table) and the strategies'
+    options.
 
     In YAML the options sit beside the name (``strategy: {name: greedy, modules: 4}``). Each key
     is an option of one or more strategies (their ``Options`` dataclass, declared next to their
     code) and is type-checked by it; keys the chosen strategy does not take are kept but unused
     (``strategy.name=e2e`` on a greedy config ignores ``modules``), and the chosen strategy's
-    options not given take its defaults. :meth:`settings` is the chosen strategy's options object,
-    checked against the rest of the config when the config is loaded.
+    options not given take its defaults. The section is read with the table of strategies that
+    the caller passes (:func:`read_strategy`); this module never imports the training stack.
+    :func:`options_from` makes a strategy's ``Options`` object of it.
     """
 
     name: str = "e2e"
     options: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_raw(cls, raw: Any, prefix: str) -> StrategyConfig:
-        """Read ``{"name": ..., option: value, ...}`` (see the class docstring)."""
-        from gleam_mri.training.strategies import STRATEGIES  # deferred: imports torch
-
-        if not isinstance(raw, dict):
-            raise ConfigError(f"expected a mapping of strategy keys, got {show(raw)}", prefix)
-        name = raw.get("name", cls.name)
-        if not isinstance(name, str) or name not in STRATEGIES:
-            hint = suggest(name, list(STRATEGIES)) if isinstance(name, str) else ""
-            problem = f"unknown strategy {show(name)}{hint}; expected one of {list(STRATEGIES)}"
-            raise ConfigError(problem, join(prefix, "name"))
-        owners = _option_owners(STRATEGIES)
-        options = {}
-        for key, value in raw.items():
-            if key == "name":
-                continue
-            if key not in owners:
-                raise ConfigError(unknown(key, ["name", *owners]), join(prefix, key))
-            options[key] = convert_field(owners[key], key, value, prefix)
-        defaults = plain(STRATEGIES[name].Options())  # the chosen strategy's, for keys not given
-        options = {**defaults, **options}
-        return cls(name, options)
-
     def to_raw(self) -> dict[str, Any]:
         """The YAML / checkpoint form: ``{"name": ..., **options}``."""
         return {"name": self.name, **plain(self.options)}
 
-    def settings(self, name: str | None = None) -> Any:
-        """The ``Options`` dataclass of strategy ``name`` (default: the chosen one), read from
-        :attr:`options` (its defaults for the keys not given)."""
-        from gleam_mri.training.strategies import STRATEGIES
 
-        cls = STRATEGIES[self.name if name is None else name].Options
-        return cls(**{f.name: self.options[f.name] for f in fields(cls) if f.name in self.options})
+def read_strategy(raw: Any, prefix: str, strategies: Mapping[str, Any]) -> StrategyConfig:
+    """The ``strategy`` section ``{"name": ..., option: value, ...}`` checked against the
+    ``Options`` of ``strategies`` (see :class:`StrategyConfig`)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of strategy keys, got {show(raw)}", prefix)
+    name = raw.get("name", StrategyConfig.name)
+    if not isinstance(name, str) or name not in strategies:
+        hint = suggest(name, list(strategies)) if isinstance(name, str) else ""
+        problem = f"unknown strategy {show(name)}{hint}; expected one of {list(strategies)}"
+        raise ConfigError(problem, join(prefix, "name"))
+    owners = _option_owners(strategies)
+    options = {}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        if key not in owners:
+            raise ConfigError(unknown(key, ["name", *owners]), join(prefix, key))
+        options[key] = convert_field(owners[key], key, value, prefix)
+    defaults = plain(strategies[name].Options())  # the chosen strategy's, for keys not given
+    return StrategyConfig(name, {**defaults, **options})
+
+
+def options_from(cls: type, values: Mapping[str, Any]) -> Any:
+    """The options dataclass ``cls`` from the entries of ``values`` that are its fields (its
+    defaults for the others), e.g. a strategy's ``Options`` from ``cfg.strategy.options``."""
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 def _option_owners(strategies: Mapping[str, Any]) -> dict[str, type]:
     """Option key -> an ``Options`` class declaring it (keys shared by strategies mean the same)."""
     owners: dict[str, type] = {}
-    for strategy in strategies.values():
-        for f in fields(strategy.Options):
-            owners.setdefault(f.name, strategy.Options)
+    for name in strategies:
+        for f in fields(strategies[name].Options):
+            owners.setdefault(f.name, strategies[name].Options)
     return owners
 
 
@@ -235,21 +243,28 @@ class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
 # ---------------------------------------------------------------------------- public functions
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config (``None``: defaults only), apply ``key.sub=value`` overrides, validate."""
+def read_config(
+    path: str | Path | None, overrides: Sequence[str], strategies: Mapping[str, Any]
+) -> Config:
+    """Read a YAML config (``None``: defaults only), apply ``key.sub=value`` overrides, validate;
+    the ``strategy`` section against ``strategies`` (name -> class with an ``Options``
+    dataclass). ``gleam_mri.training.load_config`` passes the project's strategies."""
     raw: dict[str, Any] = {}
     source = None
     if path is not None:
         source = str(path)
         raw = _read_yaml(Path(path))
-    return _from_raw(raw, overrides, source)
+    return _from_raw(raw, overrides, source, strategies)
 
 
-def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> Config:
-    """Build and validate a :class:`Config` from a nested dict (e.g. one stored in a checkpoint)."""
+def parse_config(
+    data: Mapping[str, Any], overrides: Sequence[str], strategies: Mapping[str, Any]
+) -> Config:
+    """Build and validate a :class:`Config` from a nested dict (e.g. one stored in a checkpoint),
+    as :func:`read_config` (``gleam_mri.training.config_from_dict`` passes the strategies)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping, got {show(data)}")
-    return _from_raw(copy.deepcopy(dict(data)), overrides, None)
+    return _from_raw(copy.deepcopy(dict(data)), overrides, None, strategies)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -258,7 +273,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:
-    """Write the config as YAML (parent folders are created); ``load_config`` reads it back."""
+    """Write the config as YAML (parent folders are created); :func:`read_config` reads it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
@@ -287,7 +302,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _from_raw(raw: dict[str, Any], overrides: Sequence[str], source: str | None) -> Config:
+def _from_raw(
+    raw: dict[str, Any],
+    overrides: Sequence[str],
+    source: str | None,
+    strategies: Mapping[str, Any],
+) -> Config:
     if isinstance(overrides, str):
         raise ConfigError(f"overrides must be a sequence of strings, got the string {overrides!r}")
     raw = _with_defaults(raw)
@@ -297,8 +317,10 @@ def _from_raw(raw: dict[str, Any], overrides: Sequence[str], source: str | None)
         _apply_override(raw, keys, value, text)
         applied[".".join(keys)] = text
     try:
+        section = raw.pop("strategy")
         cfg = build(Config, raw, "")
-        _check_semantics(cfg)
+        cfg.strategy = read_strategy(section, "strategy", strategies)
+        _check_semantics(cfg, strategies)
     except ConfigError as exc:
         origin = _origin(exc.key, applied) or source
         raise ConfigError(exc.problem, exc.key, origin) from None
@@ -360,10 +382,8 @@ def _apply_override(raw: dict[str, Any], keys: list[str], value: Any, text: str)
 # ---------------------------------------------------------------------------- validation
 
 
-def _check_semantics(cfg: Config) -> None:
+def _check_semantics(cfg: Config, strategies: Mapping[str, Any]) -> None:
     """Checks that need more than a field's type: torch names, the mask, the strategy's options."""
-    from gleam_mri.training.optimizers import optimizer_names, scheduler_names  # imports torch
-
     optimizers = optimizer_names()
     if cfg.optim.name not in optimizers:
         problem = f"unknown optimizer {cfg.optim.name!r}{suggest(cfg.optim.name, optimizers)}"
@@ -373,8 +393,6 @@ def _check_semantics(cfg: Config) -> None:
         schedulers = scheduler_names()
         problem = f"unknown scheduler {name!r}{suggest(name, schedulers)}"
         raise ConfigError(f"{problem}; expected one of {schedulers} or null", "optim.scheduler")
-    from gleam_mri.physics.masks import build_mask_func
-
     try:
         build_mask_func(copy.deepcopy(cfg.data.mask))
     except (TypeError, ValueError) as exc:
@@ -383,4 +401,23 @@ def _check_semantics(cfg: Config) -> None:
         if getattr(cfg.ssdu, key) >= 1:
             problem = f"the held-out share must lie in (0, 1), got {getattr(cfg.ssdu, key)}"
             raise ConfigError(problem, f"ssdu.{key}")
-    cfg.strategy.settings().check(cfg)
+    options_from(strategies[cfg.strategy.name].Options, cfg.strategy.options).check(cfg)
+
+
+def optimizer_names() -> list[str]:
+    """The ``torch.optim`` optimizer classes, by name (what ``optim.name`` accepts)."""
+    import torch  # deferred: reading a config needs no torch until it is checked
+
+    return _classes(torch.optim, torch.optim.Optimizer)
+
+
+def scheduler_names() -> list[str]:
+    """The ``torch.optim.lr_scheduler`` classes a per-step call can drive, by name."""
+    import torch
+
+    return _classes(torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler)
+
+
+def _classes(module: Any, base: type) -> list[str]:
+    names = {n for n, o in vars(module).items() if isinstance(o, type) and issubclass(o, base)}
+    return sorted(n for n in names if not n.startswith("_") and n != base.__name__)

@@ -12,16 +12,18 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from gleam_mri.config import Config, load_config
+from gleam_mri.config import Config
 from gleam_mri.data.batch import collate_batches
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
+from gleam_mri.inference import load_run, reconstruct
 from gleam_mri.recon.baselines import run_baselines, split_files, summaries
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
 from gleam_mri.report import metrics_table, save_image_grid
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.loop import fit
-from gleam_mri.training.run import load_run, reconstruct
+from gleam_mri.training.run_config import load_config
+from gleam_mri.training.strategies import strategy_settings
 
 DEMO_SPEC = SyntheticSpec(kind="2d", n_volumes=16, slices_per_volume=4, n_coils=8, seed=0)
 DEMO_CONFIG = Path("configs/demo-2d.yaml")
@@ -48,7 +50,7 @@ def ensure_trained(cfg: Config, progress: bool = True) -> tuple[Path, float]:
         return ckpt, 0.0
     print(
         f"training GLEAM ({cfg.model.name}, {cfg.model.unrolls} iterations, "
-        f"{cfg.strategy.settings('greedy').modules} modules, {cfg.train.steps} steps) ..."
+        f"{strategy_settings(cfg, 'greedy').modules} modules, {cfg.train.steps} steps) ..."
     )
     start = time.perf_counter()
     fit(cfg, resume=ckpt.exists(), progress=progress)
@@ -105,7 +107,7 @@ def run_demo(
 
 def _strategy_text(cfg: Config) -> str:
     """The chosen strategy's options, e.g. ``modules=4, mode=simultaneous``."""
-    settings = asdict(cfg.strategy.settings())
+    settings = asdict(strategy_settings(cfg))
     return ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None) or "no options"
 
 

@@ -148,7 +148,7 @@ def _model(args: argparse.Namespace, kind: str):
         if args.set:
             raise ValueError("--set needs --config (it overrides fields of the config file)")
         return None
-    from gleam_mri.config import load_config
+    from gleam_mri.training.run_config import load_config
 
     cfg = load_config(args.config, args.set)
     if cfg.data.kind != kind:

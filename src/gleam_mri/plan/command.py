@@ -92,9 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, print the explanation, optionally write JSON; 0 on success (errors raise)."""
-    from gleam_mri.config import load_config
     from gleam_mri.data.synthetic import parse_shape
     from gleam_mri.plan.planner import plan
+    from gleam_mri.training.run_config import load_config
 
     cfg = load_config(args.config, args.set)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

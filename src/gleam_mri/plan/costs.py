@@ -52,7 +52,7 @@ from gleam_mri.meters import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.models.builders import build_model
 from gleam_mri.physics.coils import rss
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.strategies import build_strategy, optimizer_kwargs
+from gleam_mri.training.strategies import build_strategy, optimizer_kwargs, strategy_settings
 
 PLAN_STRATEGIES = ("e2e", "checkpoint", "invertible", "greedy")
 
@@ -166,7 +166,7 @@ def _strategy_kwargs(cfg: Config, strategy: str, modules: int | None, every: int
     if every is not None:
         options["checkpoint_every"] = every
     chosen = dataclasses.replace(cfg, strategy=StrategyConfig(strategy, options))
-    return {**optimizer_kwargs(cfg.optim), **chosen.strategy.settings().strategy_kwargs(chosen)}
+    return {**optimizer_kwargs(cfg.optim), **strategy_settings(chosen).strategy_kwargs(chosen)}
 
 
 def measure_step(
@@ -200,7 +200,7 @@ def measure_step(
         base = torch.cuda.memory_allocated(device)
     invertible = cfg.model.invertible  # the invertible strategy's network depends on its inversion
     if strategy == "invertible":
-        invertible = cfg.strategy.settings("invertible").inversion == "coupling"
+        invertible = strategy_settings(cfg, "invertible").inversion == "coupling"
     model_cfg = dataclasses.replace(cfg.model, unrolls=depth, invertible=invertible)
     torch.manual_seed(cfg.train.seed)
     net = build_model(model_cfg, kind).to(device)
@@ -367,7 +367,7 @@ def measure_costs(
         kind=kind,
         shape=shape,
         coils=int(coils),
-        every=cfg.strategy.settings("checkpoint").checkpoint_every,
+        every=strategy_settings(cfg, "checkpoint").checkpoint_every,
         shared_weights=cfg.model.shared_weights,
         allocator=allocator,
         terms=terms,

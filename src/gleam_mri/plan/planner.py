@@ -34,6 +34,7 @@ from gleam_mri.plan.costs import (
     measure_costs,
     measure_step,
 )
+from gleam_mri.training.strategies import strategy_settings
 from gleam_mri.units import format_size, parse_size
 
 __all__ = [
@@ -216,8 +217,8 @@ def _search(
     costs: CostModel, strategy: str, knob: str, cfg: Config, budget: int, limit: int
 ) -> Choice:
     depth0, batch0 = cfg.model.unrolls, cfg.data.batch_size
-    every = cfg.strategy.settings("checkpoint").checkpoint_every
-    modules0 = cfg.strategy.settings("greedy").modules
+    every = strategy_settings(cfg, "checkpoint").checkpoint_every
+    modules0 = strategy_settings(cfg, "greedy").modules
 
     def setting(v: int) -> tuple[int, int, int | None]:
         depth = v if knob == "depth" else depth0
@@ -292,8 +293,8 @@ def plan(
         "model": f"{m.name} ({m.regularizer}, {m.features} features, {m.blocks} blocks)",
         "depth": m.unrolls,
         "batch": cfg.data.batch_size,
-        "modules": cfg.strategy.settings("greedy").modules,
-        "every": cfg.strategy.settings("checkpoint").checkpoint_every,
+        "modules": strategy_settings(cfg, "greedy").modules,
+        "every": strategy_settings(cfg, "checkpoint").checkpoint_every,
     }
     notes = []
     if not costs.allocator:

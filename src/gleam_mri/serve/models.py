@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gleam_mri.training.run import Run, load_run
+from gleam_mri.inference import load_run
+from gleam_mri.training.run import Run
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

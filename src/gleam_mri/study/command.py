@@ -85,9 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gleam_mri.config import load_config
     from gleam_mri.study.report import write_outputs
     from gleam_mri.study.runner import run_study
+    from gleam_mri.training.run_config import load_config
 
     cfg = load_config(args.config, args.set)
     try:

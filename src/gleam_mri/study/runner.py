@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from gleam_mri.atomic import atomic_write
-from gleam_mri.config import Config, config_from_dict, config_to_dict
+from gleam_mri.config import Config, config_to_dict
 from gleam_mri.devices import resolve_device
 from gleam_mri.inference import evaluate_checkpoint
 from gleam_mri.meters import LiveTensorMeter, storage_bytes
@@ -39,6 +39,7 @@ from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.errors import TrainingStopped
 from gleam_mri.training.loop import fit
 from gleam_mri.training.run import build_model_for, read_metrics_log
+from gleam_mri.training.run_config import config_from_dict
 from gleam_mri.training.strategies import strategy_from_config
 from gleam_mri.units import parse_size
 

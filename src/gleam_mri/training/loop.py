@@ -29,15 +29,15 @@ import torch
 from tqdm import tqdm
 
 from gleam_mri.config import Config, save_config
-from gleam_mri.data.datasets import open_dataset
 from gleam_mri.recon.evaluate import evaluate, summarize
 from gleam_mri.training.batches import StepBatches, step_loader, validation_loader
 from gleam_mri.training.checkpoint import DiskFullError
+from gleam_mri.training.data import training_dataset
 from gleam_mri.training.distributed import elastic_restart
 from gleam_mri.training.errors import NonFiniteLossError, TrainingStopped, out_of_memory_stop
 from gleam_mri.training.logging import RunLogger
 from gleam_mri.training.losses import training_loss
-from gleam_mri.training.run import Run, build_model_for, load_run, read_metrics_log, reconstruct
+from gleam_mri.training.run import Run, build_model_for, read_metrics_log
 from gleam_mri.training.strategies import STRATEGIES, strategy_from_config
 
 __all__ = [
@@ -46,10 +46,7 @@ __all__ = [
     "build_run",
     "fit",
     "is_due",
-    "load_run",
     "read_metrics_log",
-    "reconstruct",
-    "training_dataset",
     "validate",
 ]
 
@@ -58,37 +55,6 @@ def build_run(cfg: Config, kind: str, device: Any) -> Run:
     """Model (seeded by ``cfg.train.seed``) and strategy for data of ``kind`` on ``device``."""
     net = build_model_for(cfg, kind, device)
     return Run(cfg, net, strategy_from_config(cfg, net), device, Path(cfg.train.out_dir), kind)
-
-
-def training_dataset(cfg: Config, folder: Path, deterministic_masks: bool = False):
-    """The dataset of a split: slices / volumes, or readout slabs of 3D volumes (``data.slab``).
-
-    Under ``train.supervision: self`` every item is split into network input and held-out
-    k-space (:mod:`gleam_mri.selfsup`): afresh each step for training, fixed (the
-    ``ssdu.val_fraction`` share) for validation (``deterministic_masks``).
-    """
-    if cfg.data.slab is None:
-        dataset = open_dataset(folder, cfg.data.mask, cfg.data.maps, deterministic_masks)
-    else:
-        from gleam_mri.data.slabs import SlabDataset
-        from gleam_mri.physics.masks import build_mask_func
-
-        dataset = SlabDataset(
-            folder,
-            cfg.data.slab,
-            cfg.data.slab_overlap,
-            mask_func=build_mask_func(cfg.data.mask) if cfg.data.mask else None,
-            maps=cfg.data.maps,
-            deterministic_masks=deterministic_masks,
-        )
-    if cfg.train.supervision != "self":
-        return dataset
-    from gleam_mri.selfsup import SelfSupervisedDataset, splitter_from_config
-
-    fraction = cfg.ssdu.val_fraction if deterministic_masks else cfg.ssdu.fraction
-    return SelfSupervisedDataset(
-        dataset, fraction, splitter_from_config(cfg.ssdu), deterministic_masks
-    )
 
 
 def is_due(done: int, every: int, total: int) -> bool:

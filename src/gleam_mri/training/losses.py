@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.loss_names import LOSS_NAMES
 from gleam_mri.metrics import SSIMLoss
+from gleam_mri.selfsup.loss import KspaceLoss
 
 LossFn = Callable[[torch.Tensor, MRIBatch], torch.Tensor]
 
@@ -89,8 +90,6 @@ def training_loss(name: str, supervision: str = "target") -> LossFn:
     """The training loss: :func:`build_loss` ``(name)`` against the target, or with
     ``supervision="self"`` the k-space loss on held-out samples (:mod:`gleam_mri.selfsup`)."""
     if supervision == "self":
-        from gleam_mri.selfsup.loss import KspaceLoss
-
         return KspaceLoss()
     if supervision != "target":
         raise ValueError(f"supervision must be 'target' or 'self', got {supervision!r}")

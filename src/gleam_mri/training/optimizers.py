@@ -20,32 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from gleam_mri.config import optimizer_names, scheduler_names
 from gleam_mri.training.errors import NonFiniteLossError
 
 __all__ = [
     "ModuleOptimizers",
     "build_optimizer",
     "build_scheduler",
-    "optimizer_names",
-    "scheduler_names",
 ]
 
 LRScheduler = torch.optim.lr_scheduler.LRScheduler
-
-
-def optimizer_names() -> list[str]:
-    """The ``torch.optim`` optimizer classes, by name."""
-    return _classes(torch.optim, torch.optim.Optimizer)
-
-
-def scheduler_names() -> list[str]:
-    """The ``torch.optim.lr_scheduler`` classes a per-step call can drive, by name."""
-    return _classes(torch.optim.lr_scheduler, LRScheduler)
-
-
-def _classes(module: Any, base: type) -> list[str]:
-    names = {n for n, o in vars(module).items() if isinstance(o, type) and issubclass(o, base)}
-    return sorted(n for n in names if not n.startswith("_") and n != base.__name__)
 
 
 def build_optimizer(

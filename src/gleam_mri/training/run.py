@@ -8,7 +8,7 @@
 A single-process run writes it every ``train.ckpt_every`` steps (:class:`LastCheckpoint`); a
 pipelined run writes per-stage files and merges them into the same format at the end
 (:mod:`gleam_mri.training.stage_checkpoints`). ``gleam eval`` / ``gleam recon`` read it with
-:func:`load_run`.
+:func:`gleam_mri.inference.load_run`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from gleam_mri.atomic import remove_stale_temporaries
-from gleam_mri.config import Config, config_from_dict, config_to_dict
-from gleam_mri.devices import resolve_device
+from gleam_mri.config import Config, config_to_dict
 from gleam_mri.models.builders import build_model
-from gleam_mri.models.unrolled import Problem
 from gleam_mri.training.checkpoint import (
     check_compatible,
     load_checkpoint,
@@ -34,7 +32,6 @@ from gleam_mri.training.checkpoint import (
 )
 
 if TYPE_CHECKING:
-    from gleam_mri.data.batch import MRIBatch
     from gleam_mri.training.strategies.base import Strategy
 
 
@@ -136,29 +133,6 @@ class LastCheckpoint:
         if self.saved is None:
             return "The last good checkpoint is kept: none written"
         return f"The last good checkpoint is kept: {self.path} (step {self.saved})"
-
-
-def load_run(path: str | Path, device: str = "auto") -> tuple[Run, dict]:
-    """The trained network of a checkpoint, ready for reconstruction; returns (run, checkpoint)."""
-    ckpt = load_checkpoint(path)
-    for key in ("config", "model", "kind"):
-        if key not in ckpt:
-            raise ValueError(f"{path}: not a gleam-mri training checkpoint (no {key!r} entry)")
-    cfg = config_from_dict(ckpt["config"])
-    cfg.train.device = device
-    dev = resolve_device(device)
-    net = build_model_for(cfg, ckpt["kind"], dev)
-    check_compatible(ckpt, config_to_dict(cfg)["model"], path, model=net)
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    return Run(cfg, net, None, dev, Path(cfg.train.out_dir), ckpt["kind"]), ckpt
-
-
-@torch.no_grad()
-def reconstruct(run: Run, batch: MRIBatch) -> torch.Tensor:
-    """Complex image ``(B, *D)`` of a batch with a trained network (normalised scale)."""
-    run.net.eval()
-    return run.net(Problem.from_batch(batch.to(run.device)))
 
 
 def read_metrics_log(out_dir: str | Path, name: str = "metrics.jsonl") -> list[dict]:

@@ -1,17 +1,20 @@
 """Training strategies of an unrolled network, in one explicit table.
 
 ``STRATEGIES`` maps a name to its class; :func:`build_strategy` builds one from keyword
-arguments, :func:`strategy_from_config` from a run configuration. All share the
+arguments, :func:`strategy_from_config` from a run configuration, :func:`strategy_settings` reads
+a strategy's options from a config. All share the
 :class:`~gleam_mri.training.strategies.base.Strategy` API: ``train_step(batch)``,
 ``reconstruct(batch)``, ``state_dict()`` / ``load_state_dict()``, ``optimizers``; each declares
-its own options (``Strategy.Options``) next to its code. A new strategy is one file and one line
-here.
+next to its code what is its own: its options (``Strategy.Options``: the config keys, their
+checks, the network it trains), its part of the memory planner's cost model (``Strategy.costs``),
+which the planner, the study and the bench read. A new strategy is one file and one line here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gleam_mri.config import options_from
 from gleam_mri.models.unrolled import UnrolledNet
 from gleam_mri.training.losses import LossFn, training_loss
 from gleam_mri.training.strategies.base import NonFiniteLossError, Strategy, StrategyOptions
@@ -53,9 +56,17 @@ def optimizer_kwargs(optim: OptimConfig) -> dict[str, Any]:
     }
 
 
+def strategy_settings(cfg: Config, name: str | None = None) -> StrategyOptions:
+    """The ``Options`` of strategy ``name`` (default: the config's) read from ``cfg.strategy``
+    (its defaults for the keys not given)."""
+    return options_from(
+        STRATEGIES[cfg.strategy.name if name is None else name].Options, cfg.strategy.options
+    )
+
+
 def strategy_from_config(cfg: Config, net: UnrolledNet) -> Strategy:
     """The strategy ``cfg.strategy.name`` with its options and ``cfg.optim``, for ``net``."""
-    options = cfg.strategy.settings()
+    options = strategy_settings(cfg)
     kwargs = {**optimizer_kwargs(cfg.optim), **options.strategy_kwargs(cfg)}
     loss_fn = training_loss(cfg.train.loss, cfg.train.supervision)
     return build_strategy(cfg.strategy.name, net, loss_fn, **kwargs)
@@ -74,4 +85,5 @@ __all__ = [
     "build_strategy",
     "optimizer_kwargs",
     "strategy_from_config",
+    "strategy_settings",
 ]

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from gleam_mri.config import options_from
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.loss_names import LossName
 from gleam_mri.models.unrolled import Problem, UnrolledNet
@@ -188,7 +189,9 @@ class PipelineGreedy(Greedy):
     @classmethod
     def session(cls, cfg: Config) -> AbstractContextManager[torch.device]:
         """The ``torchrun`` worker's process group (the device: ``cuda:LOCAL_RANK`` or CPU)."""
-        return process_group(cfg.train.device, cfg.strategy.settings().timeout)
+        return process_group(
+            cfg.train.device, options_from(cls.Options, cfg.strategy.options).timeout
+        )
 
     def checkpoint_store(self, run: Run) -> StageCheckpoints:
         """Per-stage files, merged into ``last.pt`` at the end."""

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from gleam_mri.config import config_from_dict, config_to_dict
+from gleam_mri.config import config_to_dict
+from gleam_mri.training.run_config import config_from_dict
 
 DESCRIPTION = """\
 Train an unrolled network on one scan's own measured k-space, with no fully sampled reference
@@ -29,7 +30,7 @@ killed continues with --resume and ends as if it had not been interrupted."""
 
 def add_parser(sub: Any) -> None:
     """Register ``gleam adapt`` on the sub-command parsers."""
-    from gleam_mri.selfsup.adapt import AdaptOptions
+    from gleam_mri.adapt.zero_shot import AdaptOptions
 
     defaults = AdaptOptions()
     p = sub.add_parser(
@@ -110,8 +111,8 @@ def add_parser(sub: Any) -> None:
 
 
 def _options(args: argparse.Namespace):
+    from gleam_mri.adapt.zero_shot import AdaptOptions
     from gleam_mri.schema import build
-    from gleam_mri.selfsup.adapt import AdaptOptions
 
     raw = {f.name: getattr(args, f.name) for f in fields(AdaptOptions) if hasattr(args, f.name)}
     options = build(AdaptOptions, raw, "")
@@ -139,8 +140,8 @@ def _mask_spec(text: str | None) -> dict | None:
 
 def run_command(args: argparse.Namespace) -> int:
     """``gleam adapt``: load, train, reconstruct, write; prints what was kept and the memory."""
-    from gleam_mri.config import load_config
-    from gleam_mri.inference import _is_fastmri_layout
+    from gleam_mri.inference import is_fastmri_layout
+    from gleam_mri.training.run_config import load_config
 
     options = _options(args)
     mask_spec = _mask_spec(args.mask)
@@ -150,7 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.init is not None:
             raise ValueError("give --config or --init, not both (a checkpoint has its own config)")
     else:
-        from gleam_mri.selfsup.adapt import adapt_config
+        from gleam_mri.adapt.zero_shot import adapt_config
 
         cfg, initial = adapt_config(args.init, args.device)
         base = config_to_dict(cfg)
@@ -163,7 +164,7 @@ def run_command(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if _is_fastmri_layout(path):
+    if is_fastmri_layout(path):
         return _adapt_file(path, path.stem, cfg, options, initial, mask_spec, args)
     from gleam_mri.data.convert import convert
 
@@ -173,10 +174,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
+    from gleam_mri.adapt.resume import AdaptCheckpoint, state_path
+    from gleam_mri.adapt.scan import load_scan
+    from gleam_mri.adapt.zero_shot import adapt, save_adapted
     from gleam_mri.inference import write_outputs
-    from gleam_mri.selfsup.adapt import adapt, save_adapted
-    from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, state_path
-    from gleam_mri.selfsup.scan import load_scan
 
     scan = load_scan(path, mask_spec, args.slab, args.overlap)
     print(

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from gleam_mri.atomic import atomic_path
@@ -274,3 +275,52 @@ def write_png(path: str | Path, volume: np.ndarray, max_images: int = 8) -> Path
     with atomic_path(target) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     return target
+
+
+OUTPUT_FORMATS = ("h5", "nii", "png", "dcm")
+
+
+def write_outputs(
+    volume: np.ndarray,
+    stem: str,
+    out_dir: str | Path,
+    formats: tuple[str, ...],
+    header: dict,
+    kind: str = "2d",
+) -> list[Path]:
+    """Write a magnitude volume ``(S, H, W)`` or ``(S, Z|T, H, W)`` as HDF5 / NIfTI / PNG / DICOM.
+
+    Voxel sizes come from the header's field of view and matrix (1 mm when it has none). DICOM
+    goes to the folder ``OUT/<stem>_dicom/``, one file per slice (and frame). Returns the paths.
+    """
+    unknown = set(formats) - set(OUTPUT_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown output formats {sorted(unknown)}; valid: {OUTPUT_FORMATS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        voxel = voxel_size_from_header(header)
+    except ValueError:
+        voxel = (1.0, 1.0, 1.0)
+    volume_kind = None if kind == "2d" else kind
+    written = []
+    if "h5" in formats:
+        target = out / f"{stem}.h5"
+        with atomic_path(target) as tmp, h5py.File(tmp, "w") as hf:
+            hf.create_dataset("reconstruction", data=volume)
+        written.append(target)
+    if "nii" in formats:
+        written.append(write_nifti(out / f"{stem}.nii.gz", volume, voxel, kind=volume_kind))
+    if "png" in formats:
+        written.append(write_png(out / f"{stem}.png", volume))
+    if "dcm" in formats:
+        files = write_dicom_series(
+            out / f"{stem}_dicom",
+            volume,
+            voxel,
+            series_description=f"gleam-mri reconstruction of {stem}",
+            kind=volume_kind,
+            overwrite=True,
+        )
+        written.append(files[0].parent)
+    return written

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from gleam_mri.atomic import atomic_path
 from gleam_mri.crop import center_crop
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.fastmri import inspect_fastmri
+from gleam_mri.inference.engine import load_run, reconstruct
+from gleam_mri.inference.outputs import write_outputs
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
-from gleam_mri.training.run import Run, load_run, reconstruct
+from gleam_mri.training.run import Run
 
 
 def evaluate_checkpoint(
@@ -56,7 +57,7 @@ def write_metrics(results: list[VolumeResult], path: str | Path) -> Path:
     return path
 
 
-def _output_crop(image: torch.Tensor, batch: MRIBatch) -> torch.Tensor:
+def output_crop(image: torch.Tensor, batch: MRIBatch) -> torch.Tensor:
     """Crop to the target, else to the header's recon size (fastMRI test files), else keep."""
     if batch.target is not None:
         return batch.crop_to_target(image)
@@ -82,7 +83,7 @@ def _reconstruct_in_slabs(run, batch: MRIBatch, slab: int, overlap: int) -> torc
     return image[None]
 
 
-def _is_fastmri_layout(path: Path) -> bool:
+def is_fastmri_layout(path: Path) -> bool:
     """Whether ``path`` is an HDF5 file with a ``kspace`` dataset (else: raw data to convert)."""
     if path.suffix != ".h5" or not path.exists() or not h5py.is_hdf5(path):
         return False
@@ -126,7 +127,7 @@ def reconstruct_with_run(
     are named ``stem`` (default: the file's stem)."""
     path = Path(path)
     stem = path.stem if stem is None else stem
-    if not _is_fastmri_layout(path):
+    if not is_fastmri_layout(path):
         with tempfile.TemporaryDirectory() as tmp:
             from gleam_mri.data.convert import convert
 
@@ -147,65 +148,9 @@ def reconstruct_with_run(
         if slab is not None:  # memory-bounded: one readout slab at a time
             image = _reconstruct_in_slabs(run, batch, slab, run.cfg.data.slab_overlap)
         else:
-            image = _output_crop(reconstruct(run, batch), batch)
+            image = output_crop(reconstruct(run, batch), batch)
         slices.append(batch.denormalize(image.abs().cpu())[0].numpy().astype(np.float32))
         if progress is not None:
             progress(i + 1, len(dataset))
     volume = np.stack(slices)  # (S, H, W) in 2D; (S, Z|T, H, W) in 3D / cine
     return write_outputs(volume, stem, out_dir, formats, info.header, info.kind)
-
-
-OUTPUT_FORMATS = ("h5", "nii", "png", "dcm")
-
-
-def write_outputs(
-    volume: np.ndarray,
-    stem: str,
-    out_dir: str | Path,
-    formats: tuple[str, ...],
-    header: dict,
-    kind: str = "2d",
-) -> list[Path]:
-    """Write a magnitude volume ``(S, H, W)`` or ``(S, Z|T, H, W)`` as HDF5 / NIfTI / PNG / DICOM.
-
-    Voxel sizes come from the header's field of view and matrix (1 mm when it has none). DICOM
-    goes to the folder ``OUT/<stem>_dicom/``, one file per slice (and frame). Returns the paths.
-    """
-    from gleam_mri.io_outputs import (
-        voxel_size_from_header,
-        write_dicom_series,
-        write_nifti,
-        write_png,
-    )
-
-    unknown = set(formats) - set(OUTPUT_FORMATS)
-    if unknown:
-        raise ValueError(f"unknown output formats {sorted(unknown)}; valid: {OUTPUT_FORMATS}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        voxel = voxel_size_from_header(header)
-    except ValueError:
-        voxel = (1.0, 1.0, 1.0)
-    volume_kind = None if kind == "2d" else kind
-    written = []
-    if "h5" in formats:
-        target = out / f"{stem}.h5"
-        with atomic_path(target) as tmp, h5py.File(tmp, "w") as hf:
-            hf.create_dataset("reconstruction", data=volume)
-        written.append(target)
-    if "nii" in formats:
-        written.append(write_nifti(out / f"{stem}.nii.gz", volume, voxel, kind=volume_kind))
-    if "png" in formats:
-        written.append(write_png(out / f"{stem}.png", volume))
-    if "dcm" in formats:
-        files = write_dicom_series(
-            out / f"{stem}_dicom",
-            volume,
-            voxel,
-            series_description=f"gleam-mri reconstruction of {stem}",
-            kind=volume_kind,
-            overwrite=True,
-        )
-        written.append(files[0].parent)
-    return written

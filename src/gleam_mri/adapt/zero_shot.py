@@ -27,20 +27,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gleam_mri.adapt.resume import AdaptCheckpoint, Progress
+from gleam_mri.adapt.scan import Scan, volume_mask
 from gleam_mri.atomic import atomic_write
-from gleam_mri.config import Config, config_from_dict, config_to_dict
+from gleam_mri.config import Config, config_to_dict
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.devices import resolve_device
+from gleam_mri.inference import load_run
 from gleam_mri.meters import LiveTensorMeter, cuda_peak_memory, storage_bytes
 from gleam_mri.schema import at_least
-from gleam_mri.selfsup import splitter_from_config
-from gleam_mri.selfsup.adapt_resume import AdaptCheckpoint, Progress
 from gleam_mri.selfsup.data import with_split
 from gleam_mri.selfsup.loss import KspaceLoss
-from gleam_mri.selfsup.scan import Scan, volume_mask
 from gleam_mri.selfsup.split import SplitError, Splitter
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
-from gleam_mri.training.run import build_model_for, load_run
+from gleam_mri.training.data import splitter_from_config
+from gleam_mri.training.run import build_model_for
+from gleam_mri.training.run_config import config_from_dict
 from gleam_mri.training.strategies import Strategy, strategy_from_config
 
 # The network gleam adapt trains when no config or checkpoint says otherwise: a MoDL-style
@@ -216,7 +218,7 @@ def adapt(
 
     ``initial``: ``{"kind", "model"}`` weights to start from (fine-tuning), else a fresh network
     seeded by ``cfg.train.seed``. ``checkpoint``: where the training state is saved at every
-    validation; with ``resume`` the run continues from it (:mod:`~gleam_mri.selfsup.adapt_resume`).
+    validation; with ``resume`` the run continues from it (:mod:`~gleam_mri.adapt.resume`).
     ``on_validation(strategy, val_loss)`` is called after every validation, with the validated
     weights loaded (``benchmarks/adapt_probe.py`` scores them against a reference). Raises
     ``ValueError`` when ``initial`` was trained on another kind of data.
@@ -299,7 +301,7 @@ def adapt(
 def reconstruct_scan(strategy: Strategy, scan: Scan, device: torch.device) -> np.ndarray:
     """Magnitude of every item fed all its measured samples, at the file's scale:
     ``(S, H, W)`` (2D), ``(S, T, H, W)`` (cine), ``(S, Z, H, W)`` (3D, slab by slab)."""
-    from gleam_mri.inference import _output_crop
+    from gleam_mri.inference import output_crop
 
     if scan.volumes is not None:
         from gleam_mri.data.slabs import reconstruct_volume_in_slabs
@@ -319,7 +321,7 @@ def reconstruct_scan(strategy: Strategy, scan: Scan, device: torch.device) -> np
         return np.stack(out).astype(np.float32)
     out = []
     for item in scan.items:
-        image = _output_crop(strategy.reconstruct(item.to(device)).cpu(), item)
+        image = output_crop(strategy.reconstruct(item.to(device)).cpu(), item)
         out.append(item.denormalize(image.abs())[0].numpy())
     return np.stack(out).astype(np.float32)
 
