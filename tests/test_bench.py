@@ -306,8 +306,8 @@ def test_bad_names_give_clear_errors(capsys, tmp_path) -> None:
         BenchOptions(strategies=("e2e", "bogus")).validate()
     with pytest.raises(ValueError, match="depths must be integers >= 1"):
         BenchOptions(depths=(4, 0)).validate()
-    with pytest.raises(ValueError, match="greedy_modules"):
-        BenchOptions(depths=(2, 4), greedy_modules=3).validate()
+    with pytest.raises(ValueError, match=r"strategy\.modules: 3 modules cannot be cut"):
+        BenchOptions(depths=(2, 4), strategy_options={"modules": 3}).validate()
     with pytest.raises(ValueError, match="fastMRI baseline compares E2E-VarNets"):
         run_benchmark("tiny-2d", BenchOptions(fastmri=True, **TINY))
     assert main(["--preset", "nope", "--out", str(tmp_path)]) == 2

@@ -51,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a field of --config, e.g. --set model.features=32 (repeatable)",
+        help="override a field of --config, e.g. --set model.features=32, or set a strategy "
+        "option (no --config needed), e.g. --set strategy.modules=4 --set "
+        "strategy.checkpoint_every=2: each strategy takes the options it has (repeatable)",
     )
     p.add_argument(
         "--strategies",
@@ -109,13 +111,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also train fastMRI's VarNet end to end and checkpointed (needs a varnet model "
         "on a 2D preset and the fastmri package)",
     )
-    p.add_argument("--checkpoint-every", type=int, default=1, help="iterations per checkpoint")
-    p.add_argument(
-        "--greedy-modules",
-        type=int,
-        default=None,
-        help="greedy modules (default: one per iteration)",
-    )
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     p.add_argument(
         "--floors",
@@ -143,20 +138,27 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _model(args: argparse.Namespace, kind: str):
-    if args.config is None:
-        if args.set:
-            raise ValueError("--set needs --config (it overrides fields of the config file)")
-        return None
+def _config(args: argparse.Namespace, kind: str) -> tuple[Any, dict[str, Any]]:
+    """The model of ``--config`` (``None``: the preset's) and the strategy options given."""
     from gleam_mri.training.run_config import load_config
 
+    if args.config is None:
+        other = [s for s in args.set if not s.strip().startswith("strategy.")]
+        if other:
+            raise ValueError(
+                f"--set {other[0]} needs --config (the model is the preset's otherwise); "
+                "strategy options (--set strategy.KEY=VALUE) need none"
+            )
+        given = [s.strip().split("=", 1)[0].split(".", 1)[1] for s in args.set]
+        cfg = load_config(None, args.set)
+        return None, {k: cfg.strategy.options[k] for k in given if k in cfg.strategy.options}
     cfg = load_config(args.config, args.set)
     if cfg.data.kind != kind:
         raise ValueError(
             f"config {args.config}: data.kind is {cfg.data.kind!r} but the preset is {kind!r} "
             f"(set data.kind in the file or add --set data.kind={kind})"
         )
-    return cfg.model
+    return cfg.model, dict(cfg.strategy.options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from gleam_mri.bench.shapes import get_preset
 
     shape = get_preset(args.preset)
+    model, strategy_options = _config(args, shape.kind)
     options = BenchOptions(
         strategies=tuple(_strategies(args.strategies)),
         depths=tuple(args.depths),
@@ -179,15 +182,14 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         device=args.device,
         fastmri=args.fastmri,
-        checkpoint_every=args.checkpoint_every,
-        greedy_modules=args.greedy_modules,
+        strategy_options=strategy_options,
         lr=args.lr,
         floors=args.floors,
         copy_bytes=None if args.copy_mib is None else args.copy_mib * 2**20,
         cudnn_benchmark=args.cudnn_benchmark,
     )
     log = None if args.quiet else (lambda line: print(line, flush=True))
-    result = run_benchmark(shape, options, model=_model(args, shape.kind), log=log)
+    result = run_benchmark(shape, options, model=model, log=log)
     paths = write_outputs(result, args.out)
     if not args.quiet:
         print()

@@ -50,7 +50,7 @@ from gleam_mri.bench.options import (
     apply_channels_last,
     compile_modules,
     resolve_fused_adam,
-    strategy_kwargs,
+    strategy_config,
 )
 from gleam_mri.bench.shapes import BenchShape, get_preset, make_batch, model_config
 from gleam_mri.config import ModelConfig
@@ -58,6 +58,7 @@ from gleam_mri.data.batch import MRIBatch
 from gleam_mri.devices import bf16_autocast, resolve_device
 from gleam_mri.models.builders import build_model
 from gleam_mri.models.unrolled import Problem, UnrolledNet
+from gleam_mri.schema import plain
 from gleam_mri.training.losses import build_loss
 from gleam_mri.training.strategies import build_strategy
 
@@ -182,11 +183,14 @@ def measure_strategy(
     device: torch.device,
     options: BenchOptions,
 ) -> dict[str, Any]:
-    """One record: strategy ``name`` of gleam-mri's model at ``depth``."""
-    extra = strategy_kwargs(name, options)
+    """One record: strategy ``name`` of gleam-mri's model at ``depth`` (the network it trains:
+    ``Options.network``, e.g. the coupled one for exact invertible training)."""
+    run_cfg, settings = strategy_config(name, options, dataclasses.replace(cfg, unrolls=depth))
+    extra = settings.strategy_kwargs(run_cfg)
 
     def measure() -> dict[str, Any]:
-        net = build_net(cfg, shape, depth, name == "invertible", device, options.channels_last)
+        invertible = run_cfg.model.invertible
+        net = build_net(cfg, shape, depth, invertible, device, options.channels_last)
         fused = resolve_fused_adam(options.fused_adam, device)
         strategy = build_strategy(
             name,
@@ -207,7 +211,7 @@ def measure_strategy(
         )
 
     head = {"source": "gleam", "model": cfg.name, "strategy": name, "depth": depth}
-    return {**head, "strategy_options": extra, **_guarded(measure, device)}
+    return {**head, "strategy_options": plain(settings), **_guarded(measure, device)}
 
 
 def measure_fastmri(

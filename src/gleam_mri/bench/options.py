@@ -15,16 +15,32 @@ performance options:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from gleam_mri.config import (
+    Config,
+    ModelConfig,
+    OptimConfig,
+    StrategyConfig,
+    TrainConfig,
+    options_from,
+    read_strategy,
+)
 from gleam_mri.loss_names import LOSS_NAMES
-from gleam_mri.training.strategies import STRATEGIES
+from gleam_mri.schema import plain
+from gleam_mri.training.strategies import STRATEGIES, StrategyOptions
+
+
+def single_process_strategies() -> tuple[str, ...]:
+    """The strategies one process can measure (every one of ``STRATEGIES`` but the pipeline)."""
+    return tuple(name for name, cls in STRATEGIES.items() if not cls.distributed)
 
 
 @dataclass(frozen=True)
@@ -32,12 +48,14 @@ class BenchOptions:
     """What to measure and how (every field is reported in the JSON's ``options``).
 
     ``fused_adam=None`` means fused Adam on CUDA only; ``copy_bytes=None`` means 1 GiB on CUDA,
-    64 MiB on the CPU; ``greedy_modules=None`` one greedy module per iteration;
-    ``cudnn_benchmark`` lets cuDNN time its algorithms once per shape (the shapes are fixed, and
-    the first steps are never timed).
+    64 MiB on the CPU; ``strategy_options``: options of the strategies, as in a config's
+    ``strategy`` section (``{"modules": 4, "checkpoint_every": 2}``; each strategy takes those it
+    has, the others keep their defaults: one greedy module per iteration, one iteration per
+    checkpointed segment); ``cudnn_benchmark`` lets cuDNN time its algorithms once per shape (the
+    shapes are fixed, and the first steps are never timed).
     """
 
-    strategies: tuple[str, ...] = ("e2e", "checkpoint", "invertible", "greedy")
+    strategies: tuple[str, ...] = field(default_factory=single_process_strategies)
     depths: tuple[int, ...] = (4, 8, 16, 32)
     batch: int = 1
     amp: bool = False
@@ -48,8 +66,7 @@ class BenchOptions:
     warmup: int = 2
     device: str = "auto"
     fastmri: bool = False
-    checkpoint_every: int = 1
-    greedy_modules: int | None = None
+    strategy_options: dict[str, Any] = field(default_factory=dict)
     lr: float = 1e-4
     loss: str = "l1"
     floors: bool = True
@@ -67,18 +84,14 @@ class BenchOptions:
             isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.depths
         ):
             raise ValueError(f"depths must be integers >= 1, got {list(self.depths)}")
-        for name in ("batch", "repeats", "checkpoint_every"):
+        for name in ("batch", "repeats"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
-        if self.greedy_modules is not None:
-            if self.greedy_modules < 1 or self.greedy_modules > min(self.depths):
-                raise ValueError(
-                    f"greedy_modules must be between 1 and the smallest depth "
-                    f"({min(self.depths)}), got {self.greedy_modules}"
-                )
+        for name in self.strategies:  # each strategy checks its options at the smallest depth
+            strategy_config(name, self, ModelConfig(unrolls=min(self.depths)))
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSS_NAMES}")
         if not self.lr > 0:
@@ -87,13 +100,27 @@ class BenchOptions:
             raise ValueError(f"copy_bytes must be positive, got {self.copy_bytes}")
 
 
-def strategy_kwargs(name: str, options: BenchOptions) -> dict[str, Any]:
-    """Strategy-specific options of ``build_strategy`` (reported per record)."""
-    if name == "checkpoint":
-        return {"every": options.checkpoint_every}
-    if name == "greedy":
-        return {"modules": options.greedy_modules}
-    return {}
+def strategy_config(
+    name: str, options: BenchOptions, model: ModelConfig
+) -> tuple[Config, StrategyOptions]:
+    """The run config of strategy ``name`` on ``model`` with the bench's strategy options, and
+    the strategy's ``Options``, checked by the strategy (a :class:`~gleam_mri.schema.ConfigError`,
+    which is a ``ValueError``, names the option)."""
+    section = read_strategy({**options.strategy_options, "name": name}, "strategy", STRATEGIES)
+    settings = options_from(STRATEGIES[name].Options, section.options)
+    cfg = Config(
+        model=settings.network(dataclasses.replace(model, invertible=False)),
+        strategy=StrategyConfig(name, section.options),
+        optim=OptimConfig(lr=options.lr),
+        train=TrainConfig(loss=options.loss),
+    )
+    settings.check(cfg)
+    return cfg, settings
+
+
+def reported_options(settings: StrategyOptions) -> dict[str, Any]:
+    """A strategy's options as a record reports them (plain values)."""
+    return plain(settings)
 
 
 def apply_channels_last(module: nn.Module) -> int:

@@ -14,8 +14,9 @@ from pathlib import Path
 DESCRIPTION = """\
 Measure the configured network on this device (short real training steps at depths 1-3 and
 batches 1-2) and choose, for each training strategy, the largest depth at the config's batch
-size, the largest batch at the config's depth and, for greedy, the fewest modules that fit the
-budget; then explain each choice (total, headroom, what dominates, what the next step needs).
+size, the largest batch at the config's depth and its knob where it has one (greedy: the fewest
+modules; checkpoint: the longest segments) that fit the budget; then explain each choice (total,
+headroom, what dominates, what the next step needs).
 
 The problem shape is read from the first file of data.root/data.train_split (with data.slab for
 3D slabs) unless --shape and --coils are given. On a CPU only tensors saved for backward are
@@ -54,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``plan`` (with its options and ``func=run``) on ``gleam``'s subparsers."""
     p = subparsers.add_parser(
         "plan",
-        help="choose the depth, batch and greedy modules that fit a memory budget",
+        help="choose the depth, batch and strategy knobs (greedy modules, checkpoint segments) "
+        "that fit a memory budget",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,8 +83,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: train.device)")
     p.add_argument(
         "--strategies",
-        default="e2e,checkpoint,invertible,greedy",
-        help="comma-separated strategies to plan (default: all four)",
+        default=None,
+        help="comma-separated strategies to plan (default: every single-process strategy, "
+        "those that declare a cost model)",
     )
     p.add_argument("--max-depth", type=_positive, default=64, help="largest depth tried")
     p.add_argument("--max-batch", type=_positive, default=256, help="largest batch tried")
@@ -97,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from gleam_mri.training.run_config import load_config
 
     cfg = load_config(args.config, args.set)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = None
+    if args.strategies is not None:
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     print(
         "measuring the network with short real training steps on "
         f"{args.device or cfg.train.device} (seconds on a GPU; minutes on a CPU at scanner "

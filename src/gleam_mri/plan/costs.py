@@ -6,9 +6,11 @@ Model of the memory of one training step (bytes; ``D`` iterations, batch ``B``):
 
 ``parameters``, ``gradients`` and ``optimizer state`` (Adam: two moments) are counted on the
 device after real steps and fitted as ``c0 + c1 * D`` (``c1 = 0`` with shared weights); ``batch
-tensors`` (k-space, mask, maps, target) are counted at ``B = 1, 2``. Activations per strategy,
-with ``f(B)`` the fixed part (prologue, read-out, loss), ``a(B)`` one iteration, ``s(B)`` one
-checkpointed state and ``k`` iterations per checkpoint::
+tensors`` (k-space, mask, maps, target) are counted at ``B = 1, 2``. The activations are each
+strategy's own law, declared beside it (``Strategy.costs``,
+:mod:`gleam_mri.training.strategies.costs`), with ``f(B)`` the fixed part (prologue, read-out,
+loss), ``a(B)`` one iteration, ``s(B)`` one checkpointed state and ``k`` iterations per
+checkpoint::
 
     e2e          f(B) + D * a(B)                            (D >= 2; D = 1: one(B), measured)
     checkpoint   f_c(B) + ceil(D / k) * s(B) + recompute k * a(B)   (one segment, in backward)
@@ -16,10 +18,11 @@ checkpointed state and ``k`` iterations per checkpoint::
     greedy(M)    e2e activations of its largest module, ceil(D / M) iterations
 
 Every term is linear in ``B``. They are fitted exactly through real steps at ``B in {1, 2}`` and
-``D in {1, 2, 3}`` (e2e), ``D in {1, 2}`` (checkpoint with ``k = 1``, invertible). Three depths
-for e2e because a one-iteration net is off the linear trend: the first iteration's input ``x0``
-needs no gradient, so tensors its data consistency would save (the coil maps and mask, saved
-once for all later iterations) appear only from the second iteration on. ``a`` is the slope
+``D in {1, 2, 3}`` (e2e), and at the depths a strategy asks for (``costs.calibration``: ``D in
+{1, 2}`` for checkpoint with ``k = 1`` and for invertible). Three depths for e2e because a
+one-iteration net is off the linear trend: the first iteration's input ``x0`` needs no gradient,
+so tensors its data consistency would save (the coil maps and mask, saved once for all later
+iterations) appear only from the second iteration on. ``a`` is the slope
 between ``D = 2`` and ``3``; a one-iteration net or greedy module is its own measured case. What
 counts as activation depends on the device:
 
@@ -27,7 +30,7 @@ counts as activation depends on the device:
   reset) minus the counted parameters, gradients, optimizer state and batch: every temporary the
   allocator saw, recomputation and workspaces included.
 - CPU: PyTorch keeps no allocator peak statistics, so only tensors saved for backward are
-  modelled (:class:`~gleam_mri.meters.saved_tensors.SavedTensorMeter`, which also counts the batch
+  modelled (:class:`~gleam_mri.meters.SavedTensorMeter`, which also counts the batch
   tensors the graph saves, such as the coil maps). The meter cannot see the recomputation inside
   a checkpoint, so the ``recompute`` part is predicted from ``a(B)`` but not measured. A CPU
   prediction is a lower bound on the process's real memory (no temporaries that are not saved
@@ -38,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +54,43 @@ from gleam_mri.meters import SavedTensorMeter, cuda_peak_memory
 from gleam_mri.models.builders import build_model
 from gleam_mri.physics.coils import rss
 from gleam_mri.training.losses import build_loss
-from gleam_mri.training.strategies import build_strategy, optimizer_kwargs, strategy_settings
+from gleam_mri.training.strategies import (
+    STRATEGIES,
+    build_strategy,
+    optimizer_kwargs,
+    strategy_settings,
+)
+from gleam_mri.training.strategies.costs import Costs
 
-PLAN_STRATEGIES = ("e2e", "checkpoint", "invertible", "greedy")
+
+def planned_strategies() -> tuple[str, ...]:
+    """The strategies the planner can plan: those of ``STRATEGIES`` that declare ``costs``."""
+    return tuple(name for name, cls in STRATEGIES.items() if cls.costs is not None)
+
+
+def strategy_costs(strategy: str) -> Costs:
+    """The cost model part of ``strategy``; ``ValueError`` for one the planner cannot plan."""
+    planned = planned_strategies()
+    if strategy not in planned:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {planned}")
+    return STRATEGIES[strategy].costs
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every planner setting some strategy declares (``modules``, ``every``, ...)."""
+    names = (n for s in planned_strategies() for n in STRATEGIES[s].costs.settings)
+    return tuple(dict.fromkeys(names))
+
+
+def config_settings(cfg: Config) -> dict[str, int | None]:
+    """The config's value of every planner setting (``strategy.modules``, ...)."""
+    out: dict[str, int | None] = {}
+    for name in planned_strategies():
+        costs = STRATEGIES[name].costs
+        options = strategy_settings(cfg, name)
+        for setting, option in costs.settings.items():
+            out.setdefault(setting, getattr(options, option))
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,6 +133,9 @@ class Linear:
     @classmethod
     def through(cls, y1: float, y2: float) -> Linear:
         return cls(2.0 * y1 - y2, y2 - y1)
+
+    def __sub__(self, other: Linear) -> Linear:
+        return Linear(self.c0 - other.c0, self.c1 - other.c1)
 
     def __call__(self, x: float) -> float:
         return self.c0 + self.c1 * x
@@ -160,13 +199,11 @@ def _nbytes(tensors: Any, device: torch.device) -> int:
     )
 
 
-def _strategy_kwargs(cfg: Config, strategy: str, modules: int | None, every: int | None) -> dict:
-    """Constructor arguments of ``strategy`` from ``cfg`` with the planned modules / segments."""
-    options = {**cfg.strategy.options, "modules": modules}
-    if every is not None:
-        options["checkpoint_every"] = every
-    chosen = dataclasses.replace(cfg, strategy=StrategyConfig(strategy, options))
-    return {**optimizer_kwargs(cfg.optim), **strategy_settings(chosen).strategy_kwargs(chosen)}
+def planned_config(cfg: Config, strategy: str, setting: dict[str, int | None]) -> Config:
+    """``cfg`` with ``strategy`` chosen and the planner ``setting`` (``modules``, ``every``, ...)
+    written into its options (settings it does not use, and ``None`` values, leave the config's)."""
+    options = {**cfg.strategy.options, **strategy_costs(strategy).options(setting)}
+    return dataclasses.replace(cfg, strategy=StrategyConfig(strategy, options))
 
 
 def measure_step(
@@ -179,18 +216,18 @@ def measure_step(
     strategy: str,
     depth: int,
     batch: int,
-    modules: int | None = None,
-    every: int | None = None,
+    **setting: int | None,
 ) -> MeasuredStep:
     """Run one real training step of ``cfg``'s model at ``depth`` / ``batch`` and measure it.
 
-    The model is built with ``unrolls=depth`` (``invertible=True`` for ``"invertible"`` with the
-    coupling inversion; the ordinary network for its fixed-point inversion, MEL), the
-    optimizer and loss from ``cfg``. On CUDA a warm-up step runs first (it creates the optimizer
-    state); the activation part is the allocator's peak above everything counted.
+    ``setting``: the strategy's planner settings (``modules=``, ``every=``; ``None`` or not
+    given: the config's; settings of other strategies are ignored). The model is built with
+    ``unrolls=depth`` as the strategy trains it (``Options.network``: the coupled network for the
+    invertible strategy's coupling inversion, the ordinary one for MEL), the optimizer and loss
+    from ``cfg``. On CUDA a warm-up step runs first (it creates the optimizer state); the
+    activation part is the allocator's peak above everything counted.
     """
-    if strategy not in PLAN_STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {PLAN_STRATEGIES}")
+    strategy_costs(strategy)
     shape = check_problem(kind, shape, coils)
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -198,13 +235,12 @@ def measure_step(
         gc.collect()
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
-    invertible = cfg.model.invertible  # the invertible strategy's network depends on its inversion
-    if strategy == "invertible":
-        invertible = strategy_settings(cfg, "invertible").inversion == "coupling"
-    model_cfg = dataclasses.replace(cfg.model, unrolls=depth, invertible=invertible)
+    chosen = planned_config(cfg, strategy, setting)
+    options = strategy_settings(chosen)
+    model_cfg = options.network(dataclasses.replace(cfg.model, unrolls=depth))
     torch.manual_seed(cfg.train.seed)
     net = build_model(model_cfg, kind).to(device)
-    kwargs = _strategy_kwargs(cfg, strategy, modules, every)
+    kwargs = {**optimizer_kwargs(cfg.optim), **options.strategy_kwargs(chosen)}
     step = build_strategy(strategy, net, build_loss(cfg.train.loss), **kwargs)
     data = calibration_batch(kind, shape, coils, batch, device)
     peak = None
@@ -234,62 +270,46 @@ class CostModel:
     """Costs fitted on one device (see the module docstring); :meth:`predict` any setting.
 
     ``terms`` maps a name to a :class:`Linear`: ``params``, ``grads``, ``optimizer`` in depth;
-    ``batch`` and the activation terms ``one``, ``f``, ``a``, ``f_c``, ``s``, ``f_i``, ``g_i`` in
-    batch size. ``allocator``: whether activations came from the CUDA allocator's peak (else
-    from the saved-tensor meter).
-    ``every``: the config's iterations per checkpoint (the default of :meth:`predict`).
+    ``batch`` and the activation terms in batch size: ``one``, ``f``, ``a`` (end to end) and
+    each strategy's own (its ``costs.line_terms``, e.g. ``f_c``, ``s`` for checkpointing).
+    ``allocator``: whether activations came from the CUDA allocator's peak (else from the
+    saved-tensor meter). ``settings``: the config's planner settings (``modules``, ``every``),
+    the defaults of :meth:`predict`.
     """
 
     device: str
     kind: str
     shape: tuple[int, ...]
     coils: int
-    every: int
+    settings: dict[str, int | None]
     shared_weights: bool
     allocator: bool
     terms: dict[str, Linear]
 
-    def _chain(self, depth: int, batch: int) -> float:
-        """Activations of ``depth`` iterations trained end to end (a net or a greedy module)."""
-        t = self.terms
-        return t["one"](batch) if depth == 1 else t["f"](batch) + depth * t["a"](batch)
+    def setting_of(self, strategy: str, depth: int, given: dict[str, int | None]) -> dict:
+        """The settings of ``strategy`` at ``depth``: ``given``, else the config's (made possible
+        at ``depth``, e.g. no more modules than iterations, when not given)."""
+        costs = strategy_costs(strategy)
+        mine = {k: self.settings.get(k) for k in costs.settings}
+        mine = costs.clamp(depth, mine)
+        mine.update({k: v for k, v in given.items() if k in costs.settings and v is not None})
+        return mine
 
-    def predict(
-        self,
-        strategy: str,
-        depth: int,
-        batch: int,
-        modules: int | None = None,
-        every: int | None = None,
-    ) -> Breakdown:
+    def predict(self, strategy: str, depth: int, batch: int, **setting: int | None) -> Breakdown:
         """Predicted :class:`Breakdown` of a step of ``depth`` iterations at batch ``batch``.
 
-        ``modules``: greedy modules (default one per iteration); ``every``: iterations per
-        checkpoint (default the config's). ``ValueError`` for impossible settings.
+        ``setting``: the strategy's planner settings, e.g. ``modules`` (greedy; default one per
+        iteration) and ``every`` (iterations per checkpoint; default the config's); settings of
+        other strategies are ignored. ``ValueError`` for impossible settings.
         """
-        if strategy not in PLAN_STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose one of {PLAN_STRATEGIES}")
+        costs = strategy_costs(strategy)
         if depth < 1 or batch < 1:
             raise ValueError(f"depth and batch must be >= 1, got depth={depth}, batch={batch}")
+        given = {k: v for k, v in setting.items() if k in costs.settings and v is not None}
+        chosen = {**{k: self.settings.get(k) for k in costs.settings}, **given}
+        costs.check(depth, chosen, self.shared_weights)
+        act, recompute = costs.activations(self.terms, depth, batch, chosen)
         t = self.terms
-        recompute = 0.0
-        if strategy == "e2e":
-            act = self._chain(depth, batch)
-        elif strategy == "checkpoint":
-            k = min(every or self.every, depth)
-            if k < 1:
-                raise ValueError(f"checkpoint needs every >= 1, got {every}")
-            act = t["f_c"](batch) + math.ceil(depth / k) * t["s"](batch)
-            recompute = k * t["a"](batch)
-        elif strategy == "invertible":
-            act = t["f_i"](batch) + depth * t["g_i"](batch)
-        else:
-            m = depth if modules is None else modules
-            if not 1 <= m <= depth:
-                raise ValueError(f"greedy needs 1 <= modules <= depth={depth}, got {m}")
-            if m > 1 and self.shared_weights:
-                raise ValueError("greedy cannot split a network whose iterations share weights")
-            act = self._chain(math.ceil(depth / m), batch)
         return Breakdown(
             parameters=round(t["params"](depth)),
             gradients=round(t["grads"](depth)),
@@ -312,7 +332,8 @@ def measure_costs(
     coils: int,
     device: torch.device | str,
 ) -> CostModel:
-    """Fit a :class:`CostModel` from 14 short real steps (see the module docstring).
+    """Fit a :class:`CostModel` from short real steps (see the module docstring): end to end at
+    depths 1, 2, 3, then each strategy's own ``costs.calibration`` depths, each at batches 1, 2.
 
     ``kind``, ``shape`` (``D``) and ``coils`` describe one item; on CUDA a throw-away step runs
     first so that workspaces the libraries keep after their first use do not count as a peak.
@@ -323,12 +344,16 @@ def measure_costs(
     e2e: dict[tuple[int, int], Breakdown] = {}
     if device.type == "cuda":  # first use allocates lasting library workspaces: not in a peak
         measure_step(cfg, kind, shape, coils, device, strategy="e2e", depth=1, batch=1)
-    for strategy, depths in (("e2e", (1, 2, 3)), ("checkpoint", (1, 2)), ("invertible", (1, 2))):
+    calibrations = [("e2e", (1, 2, 3), {})]
+    for name in planned_strategies():
+        costs = STRATEGIES[name].costs
+        if costs.calibration:
+            calibrations.append((name, costs.calibration, costs.calibration_setting))
+    for strategy, depths, setting in calibrations:
         for d in depths:
             for b in (1, 2):
-                options = {"every": 1} if strategy == "checkpoint" else {}
                 step = measure_step(
-                    cfg, kind, shape, coils, device, strategy=strategy, depth=d, batch=b, **options
+                    cfg, kind, shape, coils, device, strategy=strategy, depth=d, batch=b, **setting
                 )
                 act[strategy, d, b] = float(step.breakdown.activations)
                 if strategy == "e2e":
@@ -344,11 +369,7 @@ def measure_costs(
         )
 
     f, a = line("e2e", 2)
-    f_c, s = line("checkpoint", 1)
-    f_i, g_i = line("invertible", 1)
     allocator = device.type == "cuda"
-    if allocator:  # the k = 1 calibration peaks include one recomputed iteration: take it out
-        f_c = Linear(f_c.c0 - a.c0, f_c.c1 - a.c1)
     terms = {
         "params": Linear.through(e2e[1, 1].parameters, e2e[2, 1].parameters),
         "grads": Linear.through(e2e[1, 1].gradients, e2e[2, 1].gradients),
@@ -357,17 +378,17 @@ def measure_costs(
         "one": Linear.through(act["e2e", 1, 1], act["e2e", 1, 2]),
         "f": f,
         "a": a,
-        "f_c": f_c,
-        "s": s,
-        "f_i": f_i,
-        "g_i": g_i,
     }
+    for strategy, depths, _ in calibrations[1:]:
+        costs = STRATEGIES[strategy].costs
+        terms.update(zip(costs.line_terms, line(strategy, depths[-2]), strict=True))
+        costs.fitted(terms, allocator)
     return CostModel(
         device=str(device),
         kind=kind,
         shape=shape,
         coils=int(coils),
-        every=strategy_settings(cfg, "checkpoint").checkpoint_every,
+        settings=config_settings(cfg),
         shared_weights=cfg.model.shared_weights,
         allocator=allocator,
         terms=terms,

@@ -6,18 +6,20 @@ batches 1-2, the model in :mod:`gleam_mri.plan.costs`), then chooses for each st
 
 - ``depth``: the most iterations (``<= max_depth``) at the config's batch size;
 - ``batch``: the largest batch (``<= max_batch``) at the config's depth;
-- ``modules`` (greedy only): the fewest modules (the largest modules) at the config's depth and
-  batch,
+- its knob, where the strategy declares one (``costs.knob``): greedy's ``modules`` (the fewest,
+  i.e. largest, modules) and checkpointing's ``every`` (the longest segments) at the config's
+  depth and batch,
 
 and :meth:`Plan.explain` says in words what each choice costs, what dominates it, the headroom
-left and what the next step up would need. Greedy and checkpoint use the config's
+left and what the next step up would need. Otherwise greedy and checkpoint use the config's
 ``strategy.modules`` (``None``: one module per iteration) and ``strategy.checkpoint_every``.
+Which strategies are planned, and how, the strategies say (``Strategy.costs``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,24 +28,26 @@ import torch
 
 from gleam_mri.config import Config
 from gleam_mri.plan.costs import (
-    PLAN_STRATEGIES,
     Breakdown,
     CostModel,
     MeasuredStep,
     check_problem,
+    config_settings,
     measure_costs,
     measure_step,
+    planned_strategies,
+    setting_names,
+    strategy_costs,
 )
-from gleam_mri.training.strategies import strategy_settings
 from gleam_mri.units import format_size, parse_size
 
 __all__ = [
-    "PLAN_STRATEGIES",
     "Breakdown",
     "Choice",
     "CostModel",
     "MeasuredStep",
     "Plan",
+    "best_fit",
     "measure_costs",
     "measure_step",
     "plan",
@@ -87,12 +91,14 @@ def problem_from_config(
 
 @dataclass(frozen=True)
 class Choice:
-    """The result of one search: ``strategy``'s best ``knob`` (depth, batch or modules).
+    """The result of one search: ``strategy``'s best ``knob`` (``depth``, ``batch`` or the
+    strategy's own knob, e.g. ``modules``).
 
     ``value`` is ``None`` when even the smallest setting does not fit; ``depth``, ``batch``,
-    ``modules``, ``every`` and ``predicted`` describe the chosen setting (or that smallest one).
-    ``next_total``: the predicted total one step beyond the choice (``None`` at the search
-    ``limit``).
+    ``setting`` (the strategy's planner settings, e.g. ``{"modules": 2}``; also read as
+    attributes: ``choice.modules``, ``None`` where the strategy has no such setting) and
+    ``predicted`` describe the chosen setting (or that smallest one). ``next_total``: the
+    predicted total one step beyond the choice (``None`` at the search ``limit``).
     """
 
     strategy: str
@@ -100,14 +106,20 @@ class Choice:
     value: int | None
     depth: int
     batch: int
-    modules: int | None
-    every: int | None
+    setting: dict[str, int | None]
     predicted: Breakdown
     next_total: int | None
     limit: int
 
+    def __getattr__(self, name: str) -> int | None:
+        if name != "setting" and name in setting_names():
+            return self.setting.get(name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        del out["setting"]
+        out.update({name: self.setting.get(name) for name in setting_names()})
         out["predicted"] = self.predicted.to_dict()
         return out
 
@@ -177,20 +189,16 @@ def _setting(ch: Choice) -> str:
     """The setting of a choice apart from its own knob, e.g. ``at batch 2, 4 modules of <= 3``."""
     where = {"depth": f"at batch {ch.batch}", "batch": f"at depth {ch.depth}"}
     text = where.get(ch.knob, f"at depth {ch.depth}, batch {ch.batch}")
-    if ch.strategy == "greedy":
-        m = ch.depth if ch.modules is None else ch.modules
-        n = -(-ch.depth // m)
-        text += f", {m} module{'s' * (m != 1)} of <= {n} iteration{'s' * (n != 1)}"
-    if ch.strategy == "checkpoint":
-        text += f", a checkpoint every {min(ch.every or ch.depth, ch.depth)} iterations"
-    return text
+    return text + strategy_costs(ch.strategy).describe(ch.depth, ch.setting)
 
 
 def _explain(ch: Choice, budget: int) -> str:
     p = ch.predicted
     name, part = p.largest()
+    knob = strategy_costs(ch.strategy).knob
+    fewest = knob is not None and ch.knob == knob.setting and knob.prefer == "fewest"
     if ch.value is None:
-        smallest = 1 if ch.knob != "modules" else ch.limit
+        smallest = ch.limit if fewest else 1
         return (
             f"{ch.knob}: nothing fits; even {ch.knob} {smallest} {_setting(ch)} needs "
             f"{format_size(p.total)} (largest part: {_PARTS[name]}, {format_size(part)})."
@@ -202,10 +210,10 @@ def _explain(ch: Choice, budget: int) -> str:
         f"{_PARTS[name]} ({format_size(part)}, {100 * part / max(p.total, 1):.0f}%)."
     )
     if ch.next_total is None:
-        if ch.knob == "modules":
-            return text + " One module (end-to-end training) is the fewest possible."
+        if fewest:
+            return text + f" {knob.at_one or ch.value} is the fewest possible."
         return text + f" Stopped at the search limit ({ch.knob} {ch.limit})."
-    nxt = ch.value - 1 if ch.knob == "modules" else ch.value + 1
+    nxt = ch.value - 1 if fewest else ch.value + 1
     growth = ch.next_total - p.total
     return text + (
         f" {ch.knob.capitalize()} {nxt} would need {format_size(ch.next_total)} "
@@ -213,42 +221,47 @@ def _explain(ch: Choice, budget: int) -> str:
     )
 
 
-def _search(
-    costs: CostModel, strategy: str, knob: str, cfg: Config, budget: int, limit: int
-) -> Choice:
-    depth0, batch0 = cfg.model.unrolls, cfg.data.batch_size
-    every = strategy_settings(cfg, "checkpoint").checkpoint_every
-    modules0 = strategy_settings(cfg, "greedy").modules
+def best_fit(
+    total: Callable[[int], int], budget: int, limit: int, fewest: bool = False
+) -> int | None:
+    """The largest value in ``1 .. limit`` whose ``total(value)`` fits ``budget`` (``fewest``:
+    the smallest); ``None`` when none fits."""
+    fits = [v for v in range(1, limit + 1) if total(v) <= budget]
+    if not fits:
+        return None
+    return fits[0] if fewest else fits[-1]
 
-    def setting(v: int) -> tuple[int, int, int | None]:
+
+def _search(costs: CostModel, strategy: str, knob: str, cfg: Config, budget: int, limit: int):
+    depth0, batch0 = cfg.model.unrolls, cfg.data.batch_size
+    own = strategy_costs(strategy).knob
+    fewest = own is not None and knob == own.setting and own.prefer == "fewest"
+
+    def setting(v: int) -> tuple[int, int, dict[str, int | None]]:
         depth = v if knob == "depth" else depth0
         batch = v if knob == "batch" else batch0
-        if strategy != "greedy":
-            return depth, batch, None
-        modules = v if knob == "modules" else min(modules0 or depth, depth)
-        return depth, batch, modules
+        given = {knob: v} if knob not in ("depth", "batch") else {}
+        return depth, batch, {**costs.setting_of(strategy, depth, {}), **given}
 
     def total(v: int) -> int:
-        depth, batch, modules = setting(v)
-        return costs.predict(strategy, depth, batch, modules=modules, every=every).total
+        depth, batch, chosen = setting(v)
+        return costs.predict(strategy, depth, batch, **chosen).total
 
-    if knob == "modules":  # the fewest modules that fit: scan up from 1
-        value = next((m for m in range(1, limit + 1) if total(m) <= budget), None)
+    value = best_fit(total, budget, limit, fewest)
+    if fewest:  # the fewest that fit: one fewer would not
         nxt = value - 1 if value is not None and value > 1 else None
-    else:  # the largest depth or batch that fits
-        value = max((v for v in range(1, limit + 1) if total(v) <= budget), default=None)
+    else:  # the most that fit: one more would not
         nxt = value + 1 if value is not None and value < limit else None
-    shown = value if value is not None else (limit if knob == "modules" else 1)
-    depth, batch, modules = setting(shown)
+    shown = value if value is not None else (limit if fewest else 1)
+    depth, batch, chosen = setting(shown)
     return Choice(
         strategy=strategy,
         knob=knob,
         value=value,
         depth=depth,
         batch=batch,
-        modules=modules,
-        every=every if strategy == "checkpoint" else None,
-        predicted=costs.predict(strategy, depth, batch, modules=modules, every=every),
+        setting=chosen,
+        predicted=costs.predict(strategy, depth, batch, **chosen),
         next_total=None if nxt is None else total(nxt),
         limit=limit,
     )
@@ -262,24 +275,29 @@ def plan(
     shape: Sequence[int] | None = None,
     coils: int | None = None,
     device: torch.device | str = "auto",
-    strategies: Sequence[str] = PLAN_STRATEGIES,
+    strategies: Sequence[str] | None = None,
     max_depth: int = 64,
     max_batch: int = 256,
     costs: CostModel | None = None,
 ) -> Plan:
-    """Choose per strategy the largest depth, the largest batch and (greedy) the fewest modules
-    that fit ``budget_bytes`` (an int or text for :func:`parse_size`).
+    """Choose per strategy the largest depth, the largest batch and its knob (greedy: the
+    fewest modules; checkpoint: the longest segments) that fit ``budget_bytes`` (an int or text
+    for :func:`parse_size`).
 
-    The problem shape comes from ``kind``/``shape``/``coils`` or the config's data set
-    (:func:`problem_from_config`); ``costs`` skips the measurement (it must be of ``cfg``).
-    ``ValueError`` for a bad budget, unknown strategy or limits below 1.
+    ``strategies``: default every strategy that declares costs. The problem shape comes from
+    ``kind``/``shape``/``coils`` or the config's data set (:func:`problem_from_config`); ``costs``
+    skips the measurement (it must be of ``cfg``). ``ValueError`` for a bad budget, unknown
+    strategy or limits below 1.
     """
     budget = parse_size(budget_bytes)
+    planned = planned_strategies()
+    if strategies is None:
+        strategies = planned
     strategies = [strategies] if isinstance(strategies, str) else list(strategies)
-    unknown = [s for s in strategies if s not in PLAN_STRATEGIES]
+    unknown = [s for s in strategies if s not in planned]
     if unknown or not strategies:
         problem = f"unknown strategies {unknown}" if unknown else "no strategies given"
-        raise ValueError(f"{problem}; choose from {PLAN_STRATEGIES}")
+        raise ValueError(f"{problem}; choose from {planned}")
     for name, limit in (("max_depth", max_depth), ("max_batch", max_batch)):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {limit!r}")
@@ -293,8 +311,7 @@ def plan(
         "model": f"{m.name} ({m.regularizer}, {m.features} features, {m.blocks} blocks)",
         "depth": m.unrolls,
         "batch": cfg.data.batch_size,
-        "modules": strategy_settings(cfg, "greedy").modules,
-        "every": strategy_settings(cfg, "checkpoint").checkpoint_every,
+        **config_settings(cfg),
     }
     notes = []
     if not costs.allocator:
@@ -305,11 +322,13 @@ def plan(
         )
     choices = []
     for strategy in strategies:
-        if strategy == "greedy" and costs.shared_weights:
-            notes.append("greedy: skipped, the iterations share weights (no split possible).")
+        own = strategy_costs(strategy)
+        skipped = own.skipped(costs.shared_weights)
+        if skipped:
+            notes.append(f"{strategy}: skipped, {skipped}.")
             continue
         choices.append(_search(costs, strategy, "depth", cfg, budget, max_depth))
         choices.append(_search(costs, strategy, "batch", cfg, budget, max_batch))
-        if strategy == "greedy":
-            choices.append(_search(costs, strategy, "modules", cfg, budget, m.unrolls))
+        if own.knob is not None:
+            choices.append(_search(costs, strategy, own.knob.setting, cfg, budget, m.unrolls))
     return Plan(budget=budget, costs=costs, config=config, choices=choices, notes=notes)

@@ -21,11 +21,13 @@ An arm that cannot fit is kept, marked ``fits=False``, and not trained.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gleam_mri.config import Config
-from gleam_mri.plan.costs import CostModel
+from gleam_mri.plan.costs import CostModel, setting_names, strategy_costs
+from gleam_mri.plan.planner import best_fit
+from gleam_mri.training.strategies import STRATEGIES
 from gleam_mri.units import parse_size
 
 __all__ = ["ARMS", "ArmPlan", "plan_arms", "resolve_budget"]
@@ -45,49 +47,54 @@ ARMS = (
 class ArmPlan:
     """One arm: its strategy and setting, the predicted step memory (bytes) and whether it fits.
 
-    ``in_budget``: the arm is held to the budget (all but ``e2e-deep``).
+    ``settings``: the strategy's planner settings (``{"modules": 4}``; also read as attributes,
+    ``arm.modules``, ``None`` where the strategy has none); ``options``: other options of the
+    strategy the arm fixes (``{"inversion": "coupling"}``); ``invertible``: the network the
+    strategy trains with them is the coupled one (``Options.network``). ``in_budget``: the arm
+    is held to the budget (all but ``e2e-deep``).
     """
 
     name: str
     strategy: str
     depth: int
-    modules: int | None
-    every: int | None
+    settings: dict[str, int | None]
     predicted_bytes: int | None
     fits: bool
     in_budget: bool = True
     note: str = ""
-    coupled: bool = False  # invertible training on the coupled network (not MEL)
+    options: dict[str, Any] = field(default_factory=dict)
+    invertible: bool = False
+
+    def __getattr__(self, name: str) -> int | None:
+        if name != "settings" and name in setting_names():
+            return self.settings.get(name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     @property
     def trained(self) -> bool:
         """Whether the study trains this arm (it fits, or it is the reference)."""
         return self.fits or not self.in_budget
 
+    def strategy_options(self) -> dict[str, Any]:
+        """The strategy's config options this arm sets (its options and its settings)."""
+        return {**self.options, **strategy_costs(self.strategy).options(self.settings)}
+
     def overrides(self) -> list[str]:
         """Config overrides (``--set``) that turn the study config into this arm."""
         sets = [f"strategy.name={self.strategy}", f"model.unrolls={self.depth}"]
-        sets.append(f"model.invertible={'true' if self.coupled else 'false'}")
-        if self.strategy == "invertible":
-            inversion = "coupling" if self.coupled else "fixed-point"
-            sets.append(f"strategy.inversion={inversion}")
-        if self.modules is not None:
-            sets.append(f"strategy.modules={self.modules}")
-        if self.every is not None:
-            sets.append(f"strategy.checkpoint_every={self.every}")
+        sets.append(f"model.invertible={'true' if self.invertible else 'false'}")
+        sets += [f"strategy.{key}={value}" for key, value in self.strategy_options().items()]
         return sets
 
     def setting(self) -> str:
-        """The setting in words, e.g. ``8 iterations, 4 modules``."""
-        parts = [f"{self.depth} iterations"]
-        if self.modules is not None:
-            parts.append(f"{self.modules} modules")
-        if self.every is not None:
-            parts.append(f"segments of {self.every}")
-        return ", ".join(parts)
+        """The setting in words, e.g. ``8 iterations, 4 modules of <= 2 iterations``."""
+        described = strategy_costs(self.strategy).describe(self.depth, self.settings)
+        return f"{self.depth} iterations{described}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "setting": self.setting(), "trained": self.trained}
+        out = {**asdict(self), "setting": self.setting(), "trained": self.trained}
+        out.update({name: self.settings.get(name) for name in setting_names()})
+        return out
 
 
 def resolve_budget(budget: int | str, costs: CostModel, batch: int) -> int:
@@ -109,27 +116,36 @@ def plan_arms(
 ) -> list[ArmPlan]:
     """Choose each arm's setting for ``budget`` bytes from ``costs`` (see the module docstring).
 
-    ``ValueError`` before any training for an unknown arm, a budget in which no arm fits, or a
-    budget in which end to end already fits the deep network (nothing to compare).
+    A strategy's knob (``costs.knob``: greedy's modules, checkpointing's segment length) is set
+    as the planner sets it: the value nearest its preferred end that fits, else the end that
+    needs least. ``ValueError`` before any training for an unknown arm, a budget in which no arm
+    fits, or a budget in which end to end already fits the deep network (nothing to compare).
     """
     unknown = [a for a in arms if a not in ARMS]
     if unknown or not arms:
         raise ValueError(f"unknown arms {unknown or '(none given)'}; choose from {list(ARMS)}")
     deep, batch = cfg.model.unrolls, cfg.data.batch_size
 
-    def total(strategy: str, depth: int, **kw: Any) -> int:
-        return costs.predict(strategy, depth, batch, **kw).total
+    def total(strategy: str, depth: int, **setting: Any) -> int:
+        return costs.predict(strategy, depth, batch, **setting).total
 
-    def arm(name: str, strategy: str, depth: int, **setting: Any) -> ArmPlan:
-        """The arm at ``setting`` (``modules``, ``every``, ``coupled``), fitting or not."""
-        coupled = setting.pop("coupled", False)
-        shape = {k: v for k, v in setting.items() if v is not None}
-        predicted = total(strategy, depth, **shape)
+    def arm(name: str, strategy: str, depth: int, settings=None, **options: Any) -> ArmPlan:
+        """The arm at ``settings``, or with its knob tuned to the budget; fitting or not."""
+        knob = strategy_costs(strategy).knob
+        if settings is None:
+            settings = {}
+            if knob is not None:
+                fewest = knob.prefer == "fewest"
+                tune = lambda v: total(strategy, depth, **{knob.setting: v})  # noqa: E731
+                best = best_fit(tune, budget, depth, fewest)
+                settings = {knob.setting: best if best is not None else (depth if fewest else 1)}
+        predicted = total(strategy, depth, **settings)
         fits = predicted <= budget
         note = "" if fits else "does not fit the budget even at its smallest setting"
-        modules, every = setting.get("modules"), setting.get("every")
-        return ArmPlan(name, strategy, depth, modules, every, predicted, fits, note=note,
-                       coupled=coupled)  # fmt: skip
+        ordinary = dataclasses.replace(cfg.model, invertible=False)
+        network = STRATEGIES[strategy].Options(**options).network(ordinary)
+        return ArmPlan(name, strategy, depth, settings, predicted, fits, note=note,
+                       options=options, invertible=network.invertible)  # fmt: skip
 
     if total("e2e", deep) <= budget:
         raise ValueError(
@@ -139,19 +155,16 @@ def plan_arms(
         )
     # the best setting that fits, else the smallest (which then reports that it does not fit)
     fit_depth = max((d for d in range(1, deep) if total("e2e", d) <= budget), default=1)
-    fewest = (m for m in range(1, deep + 1) if total("greedy", deep, modules=m) <= budget)
-    modules = next(fewest, deep)
-    segments = (k for k in range(1, deep + 1) if total("checkpoint", deep, every=k) <= budget)
-    every = max(segments, default=1)
+    greedy = arm("greedy", "greedy", deep)
     # greedy-same-depth: decoupled as the greedy arm, but never one module (that is e2e-fit)
-    same = max(min(modules, fit_depth), min(2, fit_depth))
+    same = max(min(greedy.modules, fit_depth), min(2, fit_depth))
     plans = {
         "e2e-fit": arm("e2e-fit", "e2e", fit_depth),
-        "greedy": arm("greedy", "greedy", deep, modules=modules),
-        "checkpoint": arm("checkpoint", "checkpoint", deep, every=every),
-        "invertible": arm("invertible", "invertible", deep),
-        "invertible-coupling": arm("invertible-coupling", "invertible", deep, coupled=True),
-        "greedy-same-depth": arm("greedy-same-depth", "greedy", fit_depth, modules=same),
+        "greedy": greedy,
+        "checkpoint": arm("checkpoint", "checkpoint", deep),
+        "invertible": arm("invertible", "invertible", deep, inversion="fixed-point"),
+        "invertible-coupling": arm("invertible-coupling", "invertible", deep, inversion="coupling"),
+        "greedy-same-depth": arm("greedy-same-depth", "greedy", fit_depth, {"modules": same}),
         "e2e-deep": dataclasses.replace(
             arm("e2e-deep", "e2e", deep), in_budget=False, note="reference outside the budget"
         ),

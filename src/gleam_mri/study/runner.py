@@ -81,8 +81,7 @@ def measure_arm(cfg: Config, arm: ArmPlan, problem: tuple, device: Any) -> dict[
         strategy=arm.strategy,
         depth=arm.depth,
         batch=batch_size,
-        modules=arm.modules,
-        every=arm.every,
+        **arm.settings,
     )
     out = {"planner_basis": step.breakdown.to_dict()}
     if step.cuda_peak_bytes is not None:

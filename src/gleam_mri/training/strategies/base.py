@@ -10,10 +10,14 @@ code. One training step is::
 
 A new strategy is a subclass in its own file, registered in ``STRATEGIES``
 (:mod:`gleam_mri.training.strategies`). It overrides :meth:`forward_backward` and, where needed,
-:meth:`parameter_groups` / :meth:`active_groups`, and declares its options as a small dataclass
-``Options`` (a :class:`StrategyOptions`): the config's ``strategy`` section is checked against it
-when the config is loaded, and :meth:`StrategyOptions.strategy_kwargs` turns it into constructor
-arguments.
+:meth:`parameter_groups` / :meth:`active_groups`, and declares what is its own:
+
+- ``Options``, a small dataclass (a :class:`StrategyOptions`): the config's ``strategy`` section
+  is checked against it when the config is loaded, :meth:`StrategyOptions.strategy_kwargs` turns
+  it into constructor arguments and :meth:`StrategyOptions.network` says which network it trains;
+- ``costs``, its part of the memory planner's cost model
+  (:class:`~gleam_mri.training.strategies.costs.Costs`), which ``gleam plan``, ``gleam study``
+  and ``gleam bench`` read (``None``: not planned, e.g. a distributed strategy).
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from gleam_mri.training.errors import NonFiniteLossError
 from gleam_mri.training.losses import LossFn
 from gleam_mri.training.optimizers import ModuleOptimizers
 from gleam_mri.training.run import CheckpointStore, LastCheckpoint, Run
+from gleam_mri.training.strategies.costs import Costs
 
 if TYPE_CHECKING:
-    from gleam_mri.config import Config
+    from gleam_mri.config import Config, ModelConfig
 
 __all__ = ["NonFiniteLossError", "Strategy", "StrategyOptions"]
 
@@ -52,6 +57,11 @@ class StrategyOptions:
     def strategy_kwargs(self, cfg: Config) -> dict[str, Any]:
         """Keyword arguments of the strategy's constructor (the fields, by default)."""
         return dataclasses.asdict(self)
+
+    def network(self, model: ModelConfig) -> ModelConfig:
+        """The network this strategy trains when asked to train ``model`` (the planner and the
+        bench build it so; a config must already name it): ``model`` itself by default."""
+        return model
 
 
 class Strategy:
@@ -71,6 +81,7 @@ class Strategy:
 
     name = "base"
     Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    costs: ClassVar[Costs | None] = Costs()  # its part of the planner's cost model
     distributed: ClassVar[bool] = False  # runs one process per stage under torchrun
 
     def __init__(

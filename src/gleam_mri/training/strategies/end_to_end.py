@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.training.strategies.base import Strategy
+from gleam_mri.training.strategies.costs import Costs
+
+
+class EndToEndCosts(Costs):
+    """Every iteration's activations alive until backward: ``f(B) + D * a(B)``."""
+
+    floor_target = 1.10
 
 
 class EndToEnd(Strategy):
@@ -13,6 +20,7 @@ class EndToEnd(Strategy):
     """
 
     name = "e2e"
+    costs = EndToEndCosts()
 
     def forward_backward(self, batch: MRIBatch) -> dict[str, float]:
         with self.autocast(batch):

@@ -8,8 +8,10 @@ a module boundary, so only one module's activations are alive at a time.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from gleam_mri.models.unrolled import Problem, UnrolledNet
 from gleam_mri.schema import ConfigError, at_least
 from gleam_mri.training.losses import LossFn, build_loss
 from gleam_mri.training.strategies.base import Strategy, StrategyOptions
+from gleam_mri.training.strategies.costs import Costs, Knob, Terms, chain
 
 if TYPE_CHECKING:
     from gleam_mri.config import Config
@@ -68,6 +71,41 @@ class GreedyOptions(StrategyOptions):
         return kwargs
 
 
+class GreedyCosts(Costs):
+    """The activations of the largest module alone: a chain of ``ceil(D / M)`` iterations.
+
+    Planner setting ``modules`` (``strategy.modules``; ``None``: one per iteration); the planner
+    and the study look for the fewest (largest) modules that fit.
+    """
+
+    settings: ClassVar[dict[str, str]] = {"modules": "modules"}
+    knob = Knob("modules", "fewest", "modules", "One module (end-to-end training)")
+    floor_target = 1.10
+
+    def check(self, depth: int, setting: Mapping[str, int | None], shared_weights: bool) -> None:
+        m = setting.get("modules") or depth
+        if not 1 <= m <= depth:
+            raise ValueError(f"greedy needs 1 <= modules <= depth={depth}, got {m}")
+        if m > 1 and shared_weights:
+            raise ValueError("greedy cannot split a network whose iterations share weights")
+
+    def activations(
+        self, terms: Terms, depth: int, batch: int, setting: Mapping[str, int | None]
+    ) -> tuple[float, float]:
+        return chain(terms, math.ceil(depth / (setting.get("modules") or depth)), batch), 0.0
+
+    def skipped(self, shared_weights: bool) -> str | None:
+        return "the iterations share weights (no split possible)" if shared_weights else None
+
+    def clamp(self, depth: int, setting: Mapping[str, int | None]) -> dict[str, int | None]:
+        return {**setting, "modules": min(setting.get("modules") or depth, depth)}
+
+    def describe(self, depth: int, setting: Mapping[str, int | None]) -> str:
+        m = setting.get("modules") or depth
+        n = -(-depth // m)
+        return f", {m} module{'s' * (m != 1)} of <= {n} iteration{'s' * (n != 1)}"
+
+
 class Greedy(Strategy):
     """Greedy layer-wise (module-wise) training, one optimizer (and scheduler) per module.
 
@@ -94,6 +132,7 @@ class Greedy(Strategy):
 
     name = "greedy"
     Options = GreedyOptions
+    costs = GreedyCosts()
 
     def __init__(
         self,

@@ -20,6 +20,8 @@ metric ``inversion_error`` is its relative error, logged every step.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,9 +33,10 @@ from gleam_mri.physics.operators import SenseOp
 from gleam_mri.schema import ConfigError, at_least
 from gleam_mri.training.losses import LossFn
 from gleam_mri.training.strategies.base import Strategy, StrategyOptions
+from gleam_mri.training.strategies.costs import Costs, Terms
 
 if TYPE_CHECKING:
-    from gleam_mri.config import Config
+    from gleam_mri.config import Config, ModelConfig
 
 INVERSIONS = ("coupling", "fixed-point")
 
@@ -45,6 +48,10 @@ class InvertibleOptions(StrategyOptions):
 
     inversion: Literal["coupling", "fixed-point"] = "coupling"
     fixed_point_iters: int = field(default=5, metadata=at_least(1))
+
+    def network(self, model: ModelConfig) -> ModelConfig:
+        """The coupled network for ``coupling``, the ordinary one for ``fixed-point`` (MEL)."""
+        return dataclasses.replace(model, invertible=self.inversion == "coupling")
 
     def check(self, cfg: Config) -> None:
         if (self.inversion == "coupling") != cfg.model.invertible:
@@ -85,6 +92,20 @@ def leaf_problem(problem: Problem) -> tuple[Problem, list[tuple[torch.Tensor, to
     return leaf, pairs
 
 
+class InvertibleCosts(Costs):
+    """One iteration's activations and the states: ``f_i(B) + D * g_i(B)`` (``g_i`` ~ 0), fitted
+    from invertible steps at depths 1 and 2 (of the network ``strategy.inversion`` trains)."""
+
+    calibration = (1, 2)
+    line_terms = ("f_i", "g_i")
+    floor_target = 1.85
+
+    def activations(
+        self, terms: Terms, depth: int, batch: int, setting: Mapping[str, int | None]
+    ) -> tuple[float, float]:
+        return terms["f_i"](batch) + depth * terms["g_i"](batch), 0.0
+
+
 class Invertible(Strategy):
     """Exact end-to-end gradients with O(1) activation memory, for ``invertible=True`` nets.
 
@@ -97,6 +118,7 @@ class Invertible(Strategy):
 
     name = "invertible"
     Options = InvertibleOptions
+    costs = InvertibleCosts()
 
     def __init__(
         self,

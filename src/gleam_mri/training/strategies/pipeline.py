@@ -131,6 +131,7 @@ class PipelineGreedy(Greedy):
 
     name = "pipeline"
     Options = PipelineOptions
+    costs = None  # one process per stage: not planned (each stage holds greedy's modules)
     distributed = True
 
     def __init__(
