@@ -27,13 +27,12 @@ from pathlib import Path
 import torch
 
 from gleam_mri.adapt.scan import load_scan
-from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits, measure_step
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.devices import resolve_device
 from gleam_mri.selfsup.split import Splitter
-from gleam_mri.training.run import build_model_for
+from gleam_mri.training.loop import build_run, measured_step
 from gleam_mri.training.run_config import config_from_dict
-from gleam_mri.training.strategies import strategy_from_config
 
 CASES = {  # kind: (shape, mask, slab)
     "2d": ((256, 256), {"name": "random", "center_fractions": [0.08], "accelerations": [4]}, None),
@@ -59,10 +58,11 @@ def measure(kind: str, unrolls: int, repeats: int, device: str, workdir: Path) -
     for label, sets in STRATEGIES.items():
         overrides = [f"{k}={v}" for k, v in sets.items()] + [f"model.unrolls={unrolls}"]
         cfg = config_from_dict(DEFAULT_CONFIG, overrides)
-        net = build_model_for(cfg, kind, dev)
-        strategy = strategy_from_config(cfg, net)
+        run = build_run(cfg, kind, dev)
+        strategy = run.strategy
         splits = Splits(scan.items, AdaptOptions(), Splitter())
-        _, peak, method = measure_step(strategy, splits.training_batch(0).to(dev), dev)
+        measured_step(run, splits.training_batch(0).to(dev))
+        peak, method = run.step_memory["bytes"], run.step_memory["method"]
         times = []
         for step in range(1, repeats + 1):
             batch = splits.training_batch(step).to(dev)

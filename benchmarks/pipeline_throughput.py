@@ -95,6 +95,13 @@ def _stage_alone(stage: PipelineGreedy, batches: StepBatches, repeats: int) -> f
     return statistics.median(times)
 
 
+def _train(stage: PipelineGreedy, batches: StepBatches, steps: int) -> None:
+    """``steps`` training steps of this stage from its current step, then drain its links."""
+    for _ in range(steps):
+        stage.train_step(batches[stage.step])
+    stage.finish()
+
+
 def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str) -> None:
     torch.set_num_threads(1)
     if args.pin and hasattr(os, "sched_setaffinity"):  # one dedicated core per stage
@@ -105,13 +112,14 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str)
     batches = StepBatches(dataset, args.batch, seed=0)
     torch.manual_seed(0)
     cfg = ModelConfig(name="pgd", unrolls=args.unrolls, features=args.features, blocks=args.blocks)
+    net = build_model(cfg, "2d")
     stage = PipelineGreedy(
-        build_model(cfg, "2d"), build_loss("l1"), modules=args.unrolls, timeout=300
+        net, build_loss("l1"), modules=args.unrolls, staleness=args.staleness, timeout=300
     )
-    stage.train(args.warmup, batches.__getitem__, staleness=args.staleness)
+    _train(stage, batches, args.warmup)
     dist.barrier()
     start = time.perf_counter()
-    stage.train(args.steps, batches.__getitem__, staleness=args.staleness)
+    _train(stage, batches, args.steps)
     dist.barrier()
     wall = time.perf_counter() - start
     result = {"rank": rank, "wall_s": wall, "modules": stage.module_ids}

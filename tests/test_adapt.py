@@ -205,7 +205,7 @@ def _adapt_args(source: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_weight_average_and_swap():
-    from gleam_mri.adapt.zero_shot import update_average, weights_swapped
+    from gleam_mri.training.selection import update_average, weights_swapped
 
     net = torch.nn.BatchNorm1d(2)  # weights and an integer buffer
     average: dict[str, torch.Tensor] = {}
@@ -233,26 +233,27 @@ def test_out_of_range_average_is_refused(synthetic_2d, tmp_path, capsys):
 def test_interrupted_adapt_resumes_to_identical_weights_and_image(
     average, synthetic_2d, tmp_path, monkeypatch, capsys
 ):
-    from gleam_mri.adapt.resume import AdaptCheckpoint, state_path
+    from gleam_mri.adapt.zero_shot import state_path
+    from gleam_mri.training.run import LastCheckpoint
 
     avg = ("--average", average)  # the moving average of the weights is saved and resumed too
     straight = tmp_path / "straight"
     assert cli.main([*_adapt_args(synthetic_2d, straight, *avg), *_sets()]) == 0
     assert not state_path(straight).exists()  # removed once the outputs are written
 
-    saves, original = [], AdaptCheckpoint.save
+    saves, original = [], LastCheckpoint.save
 
-    def save_then_die(self, progress, *rest):
-        original(self, progress, *rest)
-        saves.append(progress.step)
+    def save_then_die(self, done):
+        original(self, done)
+        saves.append(done)
         if len(saves) == 2:  # killed right after the state of step 4 was written
             raise KeyboardInterrupt
 
     out = tmp_path / "killed"
-    monkeypatch.setattr(AdaptCheckpoint, "save", save_then_die)
+    monkeypatch.setattr(LastCheckpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         cli.main([*_adapt_args(synthetic_2d, out, *avg), *_sets()])
-    monkeypatch.setattr(AdaptCheckpoint, "save", original)
+    monkeypatch.setattr(LastCheckpoint, "save", original)
     assert saves == [2, 4] and load_checkpoint(state_path(out))["step"] == 4
 
     # without --resume nothing is overwritten; with other options the state is refused

@@ -1,20 +1,24 @@
-"""Pipelined greedy training: 2 gloo stages on CPU match single-process Greedy, train, fail fast."""
+"""Pipelined greedy training: 2 gloo stages on CPU, each a process running the one training
+driver (``fit``), match single-process Greedy, resume, train and fail fast."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from gleam_mri.training.data import source_data
+from gleam_mri.training.loop import read_metrics_log, train
 from gleam_mri.training.losses import build_loss
+from gleam_mri.training.run_config import load_config
 from gleam_mri.training.strategies.greedy import Greedy
 from gleam_mri.training.strategies.pipeline import PipelineGreedy, PipelineLayout
 from models_for_tests import make_batch, make_net
@@ -23,7 +27,6 @@ STAGES = 2
 MODULES = 4
 LR = 3e-3
 TIMEOUT = 3.0  # seconds: point-to-point timeout of the stages
-INIT_TIMEOUT = 30.0  # seconds: rendezvous (spawned workers may start unevenly on a busy machine)
 
 
 def batch_for_step(step: int):
@@ -35,6 +38,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stage_config(out: str, steps: int, staleness: int, replicas: int, options: dict):
+    """The run config of every rank: the pipeline over ``MODULES`` modules, Adam at ``LR`` on the
+    mse loss, a log record every step, checkpoints only at the end; ``options``: optimizer
+    options (``amp``, ``scheduler``, ``scheduler_kwargs``)."""
+    sets = ["strategy.name=pipeline", f"strategy.modules={MODULES}", f"strategy.timeout={TIMEOUT}"]
+    sets += [f"strategy.staleness={staleness}", f"strategy.replicas={replicas}"]
+    sets += ["train.loss=mse", f"optim.lr={LR}", f"train.steps={steps}", "train.val_every=0"]
+    sets += ["train.ckpt_every=0", "train.log_every=1", "train.tensorboard=false"]
+    sets += ["train.device=cpu", f"train.out_dir={Path(out, 'run')}", "data.batch_size=2"]
+    sets += [f"optim.{key}={value}" for key, value in options.items()]
+    return load_config(None, sets)
+
+
+def history(out: str, stage: int) -> list[dict]:
+    """The per-step training records this stage's replica 0 logged, as ``{"step" (0-based),
+    "loss", "loss/module_<m>", ...}``."""
+    name = "metrics.jsonl" if stage == STAGES - 1 else f"metrics_stage{stage}.jsonl"
+    records = read_metrics_log(Path(out, "run"), name)
+    return [
+        {"step": r["step"] - 1, **{k[len("train/") :]: v for k, v in r.items() if k != "step"}}
+        for r in records
+        if any(k.startswith("train/") for k in r)
+    ]
 
 
 def worker(
@@ -51,30 +79,16 @@ def worker(
     prologue: bool,
     options: dict,
 ) -> None:
-    """One rank; writes ``rank<r>.pt`` (owned params, metrics) or ``rank<r>.err`` on failure.
+    """One rank (under the environment torchrun would give it); writes ``rank<r>.pt`` (its stage
+    state and, on replica 0, its logged history) or ``rank<r>.err`` on failure.
 
     Rank 1 exits (``fault="exit"``) or hangs (``"hang"``) when asked for batch ``fault_at``.
-    ``resume_at > 0``: train that many steps, then continue in a *new* stage object (fresh net)
-    restored from the first one's ``state_dict`` (what a resumed run does).
+    ``resume_at > 0``: train that many steps, then resume the run from its stage checkpoints in
+    a new ``fit`` with a fresh network (what a restarted job does).
     """
     torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    init_timeout = timedelta(seconds=INIT_TIMEOUT)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=init_timeout)
-
-    def new_stage() -> PipelineGreedy:
-        net = make_net("2d", depth=4, prologue=prologue)
-        return PipelineGreedy(
-            net,
-            build_loss("mse"),
-            modules=MODULES,
-            lr=LR,
-            timeout=TIMEOUT,
-            replicas=replicas,
-            **options,
-        )
-
-    stage = new_stage()
+    environment = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank)}
+    os.environ.update(environment, WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
 
     def source(step: int):
         if rank == 1 and step == fault_at:
@@ -82,22 +96,23 @@ def worker(
             if fault == "exit":
                 os._exit(3)
             time.sleep(10 * TIMEOUT)
-        return batch_for_step(step).shard(stage.replica, replicas)
+        return batch_for_step(step)  # the whole batch: the driver takes this replica's shard
+
+    def run_until(total: int, resume: bool):
+        cfg = stage_config(out, total, staleness, replicas, options)
+        net = make_net("2d", depth=4, prologue=prologue)
+        return train(cfg, resume, progress=False, data=source_data("2d", source), net=net)
 
     try:
         if resume_at:
-            history = stage.train(resume_at, source, staleness=staleness)
-            saved = stage.state_dict()
-            stage = new_stage()
-            stage.load_state_dict(saved)
-            history += stage.train(steps - resume_at, source, staleness=staleness)
-        else:
-            history = stage.train(steps, source, staleness=staleness)
+            run_until(resume_at, resume=False)
+        run = run_until(steps, resume=bool(resume_at))
     except Exception as err:
         Path(out, f"rank{rank}.err").write_text(f"{time.time()!r}\n{err}\n{traceback.format_exc()}")
         raise
-    torch.save({"state": stage.state_dict(), "history": history}, Path(out, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    stage = run.strategy
+    logged = history(out, stage.stage) if stage.replica == 0 else []
+    torch.save({"state": stage.state_dict(), "history": logged}, Path(out, f"rank{rank}.pt"))
 
 
 def run_stages(
@@ -276,4 +291,35 @@ def test_bad_configuration_raises():
     assert stage.module_ids == [2, 3]
     assert stage.parameter_names()[0].startswith("iterations.2.")
     with pytest.raises(ValueError, match="staleness"):
-        stage.train(1, batch_for_step, staleness=-1)
+        PipelineGreedy(make_net("2d", 4), loss, modules=4, rank=1, world_size=2, staleness=-1)
+
+
+GROUP_LIFETIME = """
+import weakref
+import torch
+import torch.distributed as dist
+from gleam_mri.training.distributed import process_group
+
+with process_group("cpu", 5.0):
+    group = weakref.ref(dist.group.WORLD)
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # the first optimizer of the process
+assert group() is None, "the process group outlived process_group()"
+"""
+
+
+def test_process_group_is_gone_when_its_context_ends():
+    """A group kept alive past destroy_process_group keeps its gloo threads into interpreter
+    shutdown, where one still releasing a collective aborts the process (SIGABRT at exit).
+    A fresh interpreter: the first optimizer imports torch modules that can hold the group."""
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    env["MASTER_PORT"] = str(free_port())
+    env.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", GROUP_LIFETIME],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -187,7 +187,14 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The loop: length, logging/validation/checkpoint periods (0 disables), loss, device."""
+    """The loop: length, logging/validation/checkpoint periods (0 disables), loss, device.
+
+    Which weights the run ends with (:mod:`gleam_mri.training.selection`): ``keep: best`` keeps
+    those of the validation with the lowest ``val/loss`` (the run's checkpoint is then
+    ``best.pt``), ``patience`` stops after that many validations in a row without improvement
+    (0: never), ``average`` validates and keeps a moving average of the weights with this decay
+    (0: off). ``measure_memory``: record the peak memory of the first training step.
+    """
 
     steps: int = field(default=1000, metadata=at_least(1))
     val_every: int = field(default=200, metadata=at_least(0))
@@ -200,6 +207,10 @@ class TrainConfig:
     tensorboard: bool = True
     image_every: int = field(default=500, metadata=at_least(0))
     supervision: Literal["target", "self"] = "target"  # self: SSDU k-space splits, no target
+    keep: Literal["last", "best"] = "last"
+    patience: int = field(default=0, metadata=at_least(0))
+    average: float = field(default=0.0, metadata=at_least(0))
+    measure_memory: bool = False
 
 
 @dataclass
@@ -397,6 +408,14 @@ def _check_semantics(cfg: Config, strategies: Mapping[str, Any]) -> None:
         build_mask_func(copy.deepcopy(cfg.data.mask))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid mask spec {cfg.data.mask!r}: {exc}", "data.mask") from None
+    if cfg.train.average >= 1:
+        problem = f"the decay of the weight average must lie in [0, 1), got {cfg.train.average}"
+        raise ConfigError(problem, "train.average")
+    selecting = {"keep": cfg.train.keep == "best", "patience": cfg.train.patience > 0}
+    for key, used in selecting.items():
+        if used and cfg.train.val_every == 0:
+            problem = f"train.{key} selects by the validation loss: set train.val_every > 0"
+            raise ConfigError(problem, f"train.{key}")
     for key in ("fraction", "val_fraction"):
         if getattr(cfg.ssdu, key) >= 1:
             problem = f"the held-out share must lie in (0, 1), got {getattr(cfg.ssdu, key)}"

@@ -174,9 +174,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
-    from gleam_mri.adapt.resume import AdaptCheckpoint, state_path
     from gleam_mri.adapt.scan import load_scan
-    from gleam_mri.adapt.zero_shot import adapt, save_adapted
+    from gleam_mri.adapt.zero_shot import adapt, remove_state, save_adapted
     from gleam_mri.inference import write_outputs
 
     scan = load_scan(path, mask_spec, args.slab, args.overlap)
@@ -191,12 +190,20 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
         "mask": mask_spec,
         "slab": [args.slab, args.overlap],
     }
-    checkpoint = AdaptCheckpoint(state_path(args.out), identity)
-    result = adapt(scan, cfg, options, initial, not args.quiet, checkpoint, args.resume)
+    result = adapt(
+        scan,
+        cfg,
+        options,
+        initial,
+        not args.quiet,
+        out=args.out,
+        identity=identity,
+        resume=args.resume,
+    )
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     written = write_outputs(result.volume, stem, args.out, formats, scan.header, scan.kind)
     written += save_adapted(result, scan, args.out, str(args.input))
-    checkpoint.remove()  # the run is complete: adapt.pt holds what it kept
+    remove_state(args.out)  # the run is complete: adapt.pt holds what it kept
     best = next(h for h in result.history if h["step"] == result.best_step)
     why = "stopped early: no better validation" if result.stopped_early else "step limit"
     print(

@@ -7,43 +7,46 @@ Every ``val_every`` steps the network, fed the whole pool, is scored on ``Gamma`
 the best validation step are kept and training stops when ``patience`` validations in a row did
 not improve on it. The reconstruction then feeds the network every measured sample ``Omega``.
 
-Training goes through the project's strategies, so a deep network trains greedily (GLEAM: one
-module's activations at a time) when the whole network would not fit; the memory of one training
-step is measured and reported (CUDA ``max_memory_allocated``, or on CPU the live tensor bytes).
+Training is the project's one driver (:func:`gleam_mri.training.loop.train`) on the scan's splits
+(:class:`Splits`, a step-indexed source): its strategies (a deep network trains greedily, GLEAM:
+one module's activations at a time, when the whole network would not fit), its weight selection
+(``train.keep: best``, ``patience``, ``average``), its checkpoints and resume, and the memory of
+the first training step (CUDA ``max_memory_allocated``, or on CPU the live tensor bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from gleam_mri.adapt.resume import AdaptCheckpoint, Progress
 from gleam_mri.adapt.scan import Scan, volume_mask
 from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_to_dict
 from gleam_mri.data.batch import MRIBatch, collate_batches
+from gleam_mri.data.slabs import reconstruct_volume_in_slabs
 from gleam_mri.devices import resolve_device
-from gleam_mri.inference import load_run
-from gleam_mri.meters import LiveTensorMeter, cuda_peak_memory, storage_bytes
+from gleam_mri.inference import load_run, output_crop
 from gleam_mri.schema import at_least
 from gleam_mri.selfsup.data import with_split
-from gleam_mri.selfsup.loss import KspaceLoss
 from gleam_mri.selfsup.split import SplitError, Splitter
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
-from gleam_mri.training.data import splitter_from_config
+from gleam_mri.training.data import source_data, splitter_from_config
+from gleam_mri.training.loop import train
 from gleam_mri.training.run import build_model_for
 from gleam_mri.training.run_config import config_from_dict
-from gleam_mri.training.strategies import Strategy, strategy_from_config
+from gleam_mri.training.strategies import Strategy
+
+STATE_FOLDER = "adapt-train"
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")  # what the driver writes
 
 # The network gleam adapt trains when no config or checkpoint says otherwise: a MoDL-style
 # unrolled network (conjugate-gradient data consistency, as ZS-SSDU) with a small ResNet, sized
@@ -162,46 +165,34 @@ class Splits:
         return [self.validation[i] for i in picks]
 
 
-def update_average(average: dict[str, torch.Tensor], net: torch.nn.Module, decay: float) -> None:
-    """``average <- decay * average + (1 - decay) * weights`` for every floating-point tensor of
-    ``net``'s state (other tensors are copied); an empty ``average`` starts at the weights."""
-    for key, value in net.state_dict().items():
-        if key not in average or not value.is_floating_point():
-            average[key] = value.detach().clone()
-        else:
-            average[key].lerp_(value.detach(), 1.0 - decay)
+def state_path(out: str | Path) -> Path:
+    """Where ``gleam adapt -o OUT`` keeps its training state: ``OUT/adapt-train/last.pt``."""
+    return Path(out) / STATE_FOLDER / "last.pt"
 
 
-@contextmanager
-def weights_swapped(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Run the block with ``state`` loaded into ``net`` (nothing when empty), then restore."""
-    if not state:
-        yield
-        return
-    current = copy.deepcopy(net.state_dict())
-    net.load_state_dict(state)
-    try:
-        yield
-    finally:
-        net.load_state_dict(current)
+def remove_state(out: str | Path) -> None:
+    """Delete the training state once the outputs are written (the folder too, when nothing else
+    is in it)."""
+    folder = Path(out) / STATE_FOLDER
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (a user's file) or already gone
+        folder.rmdir()
 
 
-def measure_step(
-    strategy: Strategy, batch: MRIBatch, device: torch.device
-) -> tuple[dict, int, str]:
-    """One training step with its peak memory (CUDA allocator, or live tensors on CPU)."""
-    if device.type == "cuda":
-        peak = cuda_peak_memory(lambda: strategy.train_step(batch), device)
-        return peak.result, peak.peak_bytes, "CUDA max_memory_allocated"
-    with LiveTensorMeter(baseline=storage_bytes(strategy.net, batch)) as meter:
-        stats = strategy.train_step(batch)
-    return stats, meter.absolute_peak_bytes, "live tensor bytes (CPU)"
-
-
-def _validation_loss(strategy: Strategy, items: list[MRIBatch], device: torch.device) -> float:
-    loss_fn = KspaceLoss()
-    losses = [float(loss_fn(strategy.reconstruct(b.to(device)), b.to(device))) for b in items]
-    return float(np.mean(losses))
+def driver_config(cfg: Config, options: AdaptOptions, folder: Path) -> Config:
+    """``cfg`` with the schedule of ``options`` for the training driver: validate (and save the
+    state) every ``val_every`` steps, keep the best validation's weights, stop after ``patience``
+    validations without improvement, average the weights if asked, measure the first step."""
+    cfg = copy.deepcopy(cfg)
+    train = cfg.train
+    train.steps, train.val_every = options.steps, options.val_every
+    train.ckpt_every = train.log_every = options.val_every
+    train.image_every, train.tensorboard = 0, False
+    train.keep, train.patience, train.average = "best", options.patience, options.average
+    train.measure_memory, train.out_dir = True, str(folder)
+    cfg.data.batch_size = options.batch_size
+    return cfg
 
 
 def adapt(
@@ -210,102 +201,68 @@ def adapt(
     options: AdaptOptions,
     initial: dict | None = None,
     progress: bool = True,
-    checkpoint: AdaptCheckpoint | None = None,
+    *,
+    out: str | Path | None = None,
+    identity: Any = None,
     resume: bool = False,
     on_validation: Callable[[Strategy, float], None] | None = None,
 ) -> AdaptResult:
     """Train ``cfg``'s network on ``scan`` alone and reconstruct it (module docstring).
 
     ``initial``: ``{"kind", "model"}`` weights to start from (fine-tuning), else a fresh network
-    seeded by ``cfg.train.seed``. ``checkpoint``: where the training state is saved at every
-    validation; with ``resume`` the run continues from it (:mod:`~gleam_mri.adapt.resume`).
+    seeded by ``cfg.train.seed``. ``out``: the output folder, whose ``adapt-train/`` holds the
+    training state at every validation (:func:`state_path`; ``None``: a temporary folder);
+    ``identity`` is stored with it, and ``resume`` continues from it only under the same.
     ``on_validation(strategy, val_loss)`` is called after every validation, with the validated
     weights loaded (``benchmarks/adapt_probe.py`` scores them against a reference). Raises
-    ``ValueError`` when ``initial`` was trained on another kind of data.
+    ``ValueError`` when ``initial`` was trained on another kind of data, ``FileExistsError``
+    when a state exists and ``resume`` is false (nothing is overwritten).
     """
-    device = resolve_device(cfg.train.device)
     if initial is not None and initial["kind"] != scan.kind:
         raise ValueError(
             f"the --init checkpoint was trained on {initial['kind']} data; {scan.path} holds "
             f"{scan.kind} data"
         )
-    net = build_model_for(cfg, scan.kind, device)
-    if initial is not None:
-        net.load_state_dict(initial["model"])
-    strategy = strategy_from_config(cfg, net)
-    splitter = splitter_from_config(cfg.ssdu)
-    splits = Splits(scan.items, options, splitter)
-    val_items = splits.validation_items()
-    run = checkpoint.resume(resume, net, strategy) if checkpoint is not None else None
-    if run is None:
-        loss = _validation_loss(strategy, val_items, device)
-        if on_validation is not None:
-            on_validation(strategy, loss)
-        run = Progress(best_loss=loss, best_state=copy.deepcopy(net.state_dict()))
-        run.history.append({"step": 0, "val_loss": loss})
-    losses: list[float] = []
-    bar = tqdm(
-        total=options.steps, initial=run.step, desc="adapting", unit="step", disable=not progress
-    )
-    while not run.finished and run.step < options.steps:
-        batch = splits.training_batch(run.step).to(device)
-        run.step += 1
-        started = time.perf_counter()
-        if run.step == 1:
-            stats, run.memory_bytes, run.memory_method = measure_step(strategy, batch, device)
-        else:
-            stats = strategy.train_step(batch)
-        if options.average:  # warmed up as TensorFlow's: early steps are not frozen in
-            decay = min(options.average, (1 + run.step) / (10 + run.step))
-            update_average(run.average, net, decay)
-        run.seconds += time.perf_counter() - started
-        losses.append(stats["loss"])
-        bar.update(1)
-        if run.step % options.val_every and run.step != options.steps:
-            continue
-        with weights_swapped(net, run.average):
-            val_loss = _validation_loss(strategy, val_items, device)
-            if on_validation is not None:
-                on_validation(strategy, val_loss)
-            if val_loss < run.best_loss:
-                run.best_loss, run.best_step, run.waited = val_loss, run.step, 0
-                run.best_state = copy.deepcopy(net.state_dict())
-            else:
-                run.waited += 1
-        run.history.append(
-            {"step": run.step, "val_loss": val_loss, "train_loss": float(np.mean(losses))}
-        )
-        losses = []
-        bar.set_postfix(val=f"{val_loss:.4g}", best=f"{run.best_loss:.4g}@{run.best_step}")
-        run.finished = run.waited >= options.patience or run.step >= options.steps
-        if checkpoint is not None:
-            checkpoint.save(run, net, strategy, cfg, scan.kind)
-    bar.close()
-    net.load_state_dict(run.best_state)
-    volume = reconstruct_scan(strategy, scan, device)
+    splits = Splits(scan.items, options, splitter_from_config(cfg.ssdu))
+    data = source_data(scan.kind, splits.training_batch, splits.validation_items(), identity)
+    hook = None
+    if on_validation is not None:
+        hook = lambda run, metrics: on_validation(run.strategy, metrics["val/loss"])  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            out = stack.enter_context(tempfile.TemporaryDirectory())
+        if state_path(out).exists() and not resume:
+            raise FileExistsError(
+                f"{state_path(out)} holds an interrupted gleam adapt run: pass --resume to "
+                "continue it, or choose another --out (nothing was overwritten)"
+            )
+        cfg = driver_config(cfg, options, state_path(out).parent)
+        net = build_model_for(cfg, scan.kind, resolve_device(cfg.train.device))
+        if initial is not None:
+            net.load_state_dict(initial["model"])
+        run = train(cfg, resume, progress, data=data, net=net, on_validation=hook)
+    selection = run.selection
+    run.net.load_state_dict(selection.best_state)
+    memory = run.step_memory or {"bytes": 0, "method": ""}
     return AdaptResult(
-        volume=volume,
-        best_step=run.best_step,
-        steps=run.step,
-        stopped_early=run.step < options.steps,
-        history=run.history,
-        train_seconds=run.seconds,
-        memory_bytes=run.memory_bytes,
-        memory_method=run.memory_method,
+        volume=reconstruct_scan(run.strategy, scan, run.device),
+        best_step=selection.best_step,
+        steps=int(selection.history[-1]["step"]),
+        stopped_early=selection.stopped,
+        history=selection.history,
+        train_seconds=run.train_seconds,
+        memory_bytes=int(memory["bytes"]),
+        memory_method=memory["method"],
         strategy=cfg.strategy.name,
         config=cfg,
-        state=run.best_state,
+        state=selection.best_state,
     )
 
 
 def reconstruct_scan(strategy: Strategy, scan: Scan, device: torch.device) -> np.ndarray:
     """Magnitude of every item fed all its measured samples, at the file's scale:
     ``(S, H, W)`` (2D), ``(S, T, H, W)`` (cine), ``(S, Z, H, W)`` (3D, slab by slab)."""
-    from gleam_mri.inference import output_crop
-
     if scan.volumes is not None:
-        from gleam_mri.data.slabs import reconstruct_volume_in_slabs
-
         out = []
         for volume in scan.volumes:
             image = reconstruct_volume_in_slabs(

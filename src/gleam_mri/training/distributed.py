@@ -52,6 +52,13 @@ def process_group(device: str, peer_timeout: float) -> Iterator[torch.device]:
     if cuda:  # NCCL's work.wait(timeout) blocks and raises only in blocking-wait mode (untested)
         os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
     backend = "nccl" if cuda else "gloo"
+    # Building the first optimizer imports torch._dynamo, and with it torch.distributed modules
+    # whose default arguments are bound to ``dist.group.WORLD`` at import time. Imported while
+    # the group exists, they keep it alive after destroy_process_group: its gloo threads then
+    # outlive the interpreter, and one still releasing the last collective's tensors aborts the
+    # process at exit ("terminate called without an active exception"). Import them first.
+    from torch import _dynamo  # noqa: F401
+
     store = _restart_store(timeout)
     if store is None:
         dist.init_process_group(backend, timeout=timeout)

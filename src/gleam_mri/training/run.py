@@ -3,18 +3,20 @@
 ``last.pt`` is a plain dict (:func:`checkpoint_state`)::
 
     {"step", "kind", "config", "model_config", "model": net.state_dict(),
-     "strategy": strategy.state_dict(), "rng": rng_state(), "train_seconds"}
+     "strategy": strategy.state_dict(), "rng": rng_state(), "train_seconds",
+     "selection": the weight selection's state, "step_memory", "data": the data's identity}
 
 A single-process run writes it every ``train.ckpt_every`` steps (:class:`LastCheckpoint`); a
 pipelined run writes per-stage files and merges them into the same format at the end
-(:mod:`gleam_mri.training.stage_checkpoints`). ``gleam eval`` / ``gleam recon`` read it with
-:func:`gleam_mri.inference.load_run`.
+(:mod:`gleam_mri.training.stage_checkpoints`). A run that keeps its best validation's weights
+(``train.keep: best``) ends with ``best.pt``: the same dict with those weights, no strategy
+state. ``gleam eval`` / ``gleam recon`` read either with :func:`gleam_mri.inference.load_run`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +32,7 @@ from gleam_mri.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from gleam_mri.training.selection import WeightSelection
 
 if TYPE_CHECKING:
     from gleam_mri.training.strategies.base import Strategy
@@ -40,7 +43,11 @@ class Run:
     """Everything a training run is made of (``strategy`` is ``None`` for inference only).
 
     ``train_seconds``: time spent in training steps so far (validation and saving excluded),
-    carried across resumes.
+    carried across resumes; ``selection``: the validations and the weights kept
+    (``train.keep``, ``train.patience``, ``train.average``); ``step_memory``: the peak memory of
+    the first training step (``{"bytes", "method"}``, with ``train.measure_memory``);
+    ``identity``: the data's (:class:`~gleam_mri.training.data.TrainingData`);
+    ``checkpoint``: the run's checkpoint once training finished.
     """
 
     cfg: Config
@@ -50,6 +57,10 @@ class Run:
     out_dir: Path
     kind: str
     train_seconds: float = 0.0
+    selection: WeightSelection = field(default_factory=WeightSelection)
+    step_memory: dict[str, Any] | None = None
+    identity: Any = None
+    checkpoint: Path | None = None
 
 
 class CheckpointStore(Protocol):
@@ -92,7 +103,18 @@ def checkpoint_state(
         "strategy": run.strategy.state_dict() if strategy is None else strategy,
         "rng": rng_state(),
         "train_seconds": run.train_seconds,
+        "selection": run.selection.state_dict(),
+        "step_memory": run.step_memory,
+        "data": run.identity,
     }
+
+
+def kept_state(run: Run) -> dict[str, Any]:
+    """``best.pt``: the weights of the best validation (the network's own where none was kept)
+    at that step, no strategy state: an ordinary checkpoint for ``gleam recon`` / ``eval``."""
+    selection = run.selection
+    model = selection.best_state or run.net.state_dict()
+    return checkpoint_state(run, selection.best_step, model=model, strategy={})
 
 
 class LastCheckpoint:
@@ -115,10 +137,13 @@ class LastCheckpoint:
         run = self.run
         ckpt = load_checkpoint(self.path)
         check_compatible(ckpt, config_to_dict(run.cfg)["model"], self.path, model=run.net)
+        check_identity(ckpt.get("data"), run.identity, self.path)
         run.net.load_state_dict(ckpt["model"])
         run.strategy.load_state_dict(ckpt["strategy"])
         set_rng_state(ckpt["rng"])
         run.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        run.selection.load_state_dict(ckpt.get("selection", {}))
+        run.step_memory = ckpt.get("step_memory")
         self.saved = int(ckpt["step"])
         return self.saved
 
@@ -127,12 +152,32 @@ class LastCheckpoint:
         self.saved = done
 
     def finish(self, done: int) -> Path:
-        return self.path
+        if self.run.cfg.train.keep != "best":
+            return self.path
+        best = self.path.with_name("best.pt")
+        save_checkpoint(best, kept_state(self.run))
+        return best
 
     def kept(self) -> str:
         if self.saved is None:
             return "The last good checkpoint is kept: none written"
         return f"The last good checkpoint is kept: {self.path} (step {self.saved})"
+
+
+def check_identity(saved: Any, current: Any, path: Path) -> None:
+    """``ValueError`` when a checkpoint was written on other data than this run's (naming the
+    parts that differ); checkpoints without an identity, or runs without one, pass."""
+    if saved is None or current is None or saved == current:
+        return
+    if isinstance(saved, dict) and isinstance(current, dict):
+        keys = sorted(k for k in {**saved, **current} if saved.get(k) != current.get(k))
+        other = ", ".join(keys)
+    else:
+        other = "data"
+    raise ValueError(
+        f"{path}: written by a run with other {other}; resume with the same data and options, "
+        "or choose another output folder"
+    )
 
 
 def read_metrics_log(out_dir: str | Path, name: str = "metrics.jsonl") -> list[dict]:

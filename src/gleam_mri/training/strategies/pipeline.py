@@ -33,19 +33,16 @@ tagged with negative steps); every stage must call it with the same batches in t
 
 Faults: every wait has ``timeout`` seconds; a peer that died (connection closed) or hangs raises
 :class:`PipelinePeerError` naming the peer rank. A non-finite loss on any replica stops all the
-stage's replicas (:class:`NonFiniteLossError`) before any parameter of that batch changes. Usage,
-under ``torchrun --nproc-per-node S*R script.py`` (``gleam train`` does all this)::
+stage's replicas (:class:`NonFiniteLossError`) before any parameter of that batch changes.
 
-    dist.init_process_group("gloo", timeout=timedelta(seconds=60))  # "nccl" on GPUs
-    stage = PipelineGreedy(build_net(seed=0), loss_fn, modules=M, replicas=R, timeout=60)
-    stage.train(steps, batch_for_step, staleness=1)  # same seeded batch source on every rank
-    torch.save(stage.state_dict(), f"stage{stage.stage}.pt")
-    dist.destroy_process_group()
+The run driver trains a stage like any strategy (``gleam train`` under ``torchrun
+--nproc-per-node S*R``; :func:`gleam_mri.training.loop.fit` with ``strategy.name: pipeline``):
+every rank calls ``train_step`` with its shard of the same seeded batch of each step, then
+:meth:`finish`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,8 +75,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PipelineGreedy", "PipelineLayout", "PipelineOptions", "PipelinePeerError"]
 
-BatchSource = Callable[[int], MRIBatch]
-
 
 @dataclass
 class PipelineOptions(StrategyOptions):
@@ -96,6 +91,14 @@ class PipelineOptions(StrategyOptions):
 
     def check(self, cfg: Config) -> None:
         check_modules(self.modules, cfg, self.module_loss)
+        used = {"keep": cfg.train.keep == "best", "patience": cfg.train.patience > 0}
+        used["average"] = cfg.train.average > 0
+        if any(used.values()):
+            raise ConfigError(
+                "keeping the best or averaged weights and stopping early are not supported by "
+                "the pipeline (only its last stage sees the validation loss)",
+                "train." + next(key for key, on in used.items() if on),
+            )
         if cfg.data.batch_size % self.replicas:
             raise ConfigError(
                 f"data.batch_size={cfg.data.batch_size} must be a multiple of the "
@@ -351,41 +354,6 @@ class PipelineGreedy(Greedy):
                 return self.net.image(state, problem)
         finally:
             self.net.train(was_training)
-
-    # --------------------------------------------------------------------- standalone use
-
-    def train(
-        self,
-        steps: int,
-        batch_for_step: BatchSource,
-        staleness: int | None = None,
-        on_step: Callable[[int, dict], None] | None = None,
-    ) -> list[dict]:
-        """Train this stage on batches ``self.step .. self.step + steps - 1``, then :meth:`finish`.
-
-        ``batch_for_step(t)`` must return this replica's shard of batch ``t``, the same on every
-        stage (seeded, on this rank's device). ``on_step(done, metrics)`` runs after each optimizer
-        step, before the acknowledgement. Returns one metrics dict per step (``"step"``,
-        ``"loss/module_<m>"`` for the owned modules). Raises :class:`PipelinePeerError` when a
-        neighbour dies or hangs. (``gleam train`` drives the stage with the run driver instead.)
-        """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-        if staleness is not None:
-            self.staleness = self._check_staleness(staleness)
-        if not callable(batch_for_step):
-            raise TypeError("batch_for_step must be callable: step -> MRIBatch")
-        history = []
-        for t in range(self.step, self.step + steps):
-            batch = batch_for_step(t)
-            if not isinstance(batch, MRIBatch):
-                raise TypeError(f"batch_for_step({t}) returned {type(batch).__name__}")
-            metrics = self.train_step(batch)
-            if on_step is not None:
-                on_step(self.step, metrics)
-            history.append({"step": t, **metrics})
-        self.finish()
-        return history
 
     def __repr__(self) -> str:
         return (
