@@ -32,7 +32,8 @@ examples:
 """
 
 
-def _budget(text: str) -> int:
+def budget_argument(text: str) -> int:
+    """A ``--budget`` value in bytes (argparse type: a usage error for a bad size)."""
     from gleam_mri.units import parse_size
 
     try:
@@ -41,7 +42,8 @@ def _budget(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An integer ``>= 1`` (argparse type)."""
     try:
         value = int(text)
     except ValueError:
@@ -64,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("config", type=Path, help="YAML config file (model, strategy, data, optim)")
     p.add_argument(
         "--budget",
-        type=_budget,
+        type=budget_argument,
         required=True,
         help="memory budget: 24GiB, 512MiB (powers of 1024), 1.5GB (powers of 1000) or bytes",
     )
@@ -76,7 +78,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="override a config field, e.g. --set model.features=32 (repeatable)",
     )
     p.add_argument("--shape", default=None, help="image size instead of the data set's: HxW, ZxHxW")
-    p.add_argument("--coils", type=_positive, default=None, help="number of coils (with --shape)")
+    p.add_argument(
+        "--coils", type=positive_int, default=None, help="number of coils (with --shape)"
+    )
     p.add_argument(
         "--kind", choices=["2d", "3d", "cine"], default=None, help="data kind (default: data.kind)"
     )
@@ -87,8 +91,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated strategies to plan (default: every single-process strategy, "
         "those that declare a cost model)",
     )
-    p.add_argument("--max-depth", type=_positive, default=64, help="largest depth tried")
-    p.add_argument("--max-batch", type=_positive, default=256, help="largest batch tried")
+    p.add_argument("--max-depth", type=positive_int, default=64, help="largest depth tried")
+    p.add_argument("--max-batch", type=positive_int, default=256, help="largest batch tried")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the plan")
     p.set_defaults(func=run)
 

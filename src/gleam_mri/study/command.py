@@ -11,14 +11,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from gleam_mri.plan.command import _budget, _positive
+from gleam_mri.plan.command import budget_argument, positive_int
 
 
 def _study_budget(text: str) -> int | str:
     """A size (``2GiB``) or ``e2e@N`` (what end to end needs at N iterations, on this device)."""
     if text.strip().lower().startswith("e2e@"):
         return text
-    return _budget(text)
+    return budget_argument(text)
 
 
 DESCRIPTION = """\
@@ -72,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "needs at N and N+1 iterations on this device (e2e-fit then gets N)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
-    p.add_argument("--seeds", type=_positive, default=3, help="seeds per arm (default: 3)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per arm (default: 3)")
     p.add_argument(
         "--arms", nargs="+", default=list(ARMS), metavar="ARM", help="arms to run (default: all)"
     )
