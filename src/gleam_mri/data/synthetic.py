@@ -138,10 +138,6 @@ def _magnitudes(spec: SyntheticSpec, rng: np.random.Generator, volume) -> np.nda
     return np.stack([phantoms.cine_phantom(t, (h, w), rng) for _ in range(s)])
 
 
-def _rss_of_kspace(kspace: np.ndarray, fft_ndim: int) -> np.ndarray:
-    return rss_of_kspace(torch.from_numpy(kspace), fft_ndim, dim=0).numpy().astype(np.float32)
-
-
 def _header(spec: SyntheticSpec) -> bytes:
     h, w = spec.shape[-2:]
     z = spec.shape[0] if spec.kind == "3d" else 1
@@ -213,7 +209,8 @@ def simulate_volume(
         )
         kspace.append(acq.kspace)
         maps.append(acq.maps)
-        rss.append(_rss_of_kspace(acq.kspace, spec.fft_ndim))
+        image = rss_of_kspace(torch.from_numpy(acq.kspace), spec.fft_ndim, dim=0)
+        rss.append(image.numpy().astype(np.float32))
     return {"kspace": np.stack(kspace), "maps": np.stack(maps), "rss": np.stack(rss)}
 
 

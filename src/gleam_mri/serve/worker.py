@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from gleam_mri.atomic import atomic_path
 from gleam_mri.inference import reconstruct_with_run
 from gleam_mri.serve.jobs import Job, JobStore
 from gleam_mri.serve.models import LoadedModel
@@ -57,12 +58,12 @@ def result_path(data_dir: Path, job: Job, fmt: str) -> Path:
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
-    """Zip the files of ``folder`` (flat) into ``target`` and remove the folder."""
-    partial = target.with_name(target.name + ".part")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.iterdir()):
-            zf.write(path, path.name)
-    partial.replace(target)
+    """Zip the files of ``folder`` (flat) into ``target`` (atomically and durably: a reader sees
+    the whole archive or none) and remove the folder."""
+    with atomic_path(target, durable=True) as partial:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(folder.iterdir()):
+                zf.write(path, path.name)
     shutil.rmtree(folder)
     return target
 
