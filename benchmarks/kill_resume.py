@@ -7,7 +7,7 @@ uninterrupted run (CPU, one thread per process).
     python benchmarks/kill_resume.py adapt --kills 10 --seed 5
     python benchmarks/kill_resume.py elastic --kill-step 4
 
-``train`` / ``study`` / ``adapt``: :func:`tests/random_kills.py: kill_and_resume` (kill
+``train`` / ``study`` / ``adapt``: ``kill_and_resume`` of ``tests/random_kills.py`` (kill
 moments: inside checkpoint writes, anywhere in a step, during start-up); ``adapt`` compares the
 kept weights (``adapt.pt``), the validation history and the reconstruction. ``elastic``: ``torchrun
 --max-restarts 1`` with 2 gloo stages, staleness 0; stage 1's process is SIGKILLed (or SIGSTOPped
