@@ -1,7 +1,34 @@
 """``gleam serve``: trained networks behind an HTTP API (docs/service.md).
 
 ``settings`` (what the service is told), ``models`` (NAME=CKPT, loaded once), ``jobs`` (the
-SQLite job store), ``uploads`` (multipart streamed to disk under a size limit), ``worker`` (one
-thread per device runs jobs in order), ``schemas`` (the JSON bodies), ``app`` (FastAPI routes,
-token, errors, metrics), ``command`` (argparse and uvicorn).
+SQLite job store), ``uploads`` (multipart streamed to disk under a size limit), ``submit`` (form
+fields -> job), ``quarantine`` (each upload read first in a child process), ``worker`` (one
+thread per device runs jobs in order), ``schemas`` (the JSON bodies), ``metrics`` (Prometheus),
+``app`` (FastAPI routes, token, errors), ``command`` (argparse and uvicorn).
+
+The public names below are loaded on first use, so that the quarantine child
+(``python -m gleam_mri.serve.quarantine``) imports neither FastAPI nor torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {  # name -> the module of this package that defines it
+    "ServeSettings": "settings",
+    "LoadedModel": "models",
+    "Job": "jobs",
+    "JobStore": "jobs",
+    "Worker": "worker",
+    "create_app": "app",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gleam_mri.serve' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gleam_mri.serve.{module}"), name)
