@@ -29,6 +29,7 @@ FLOORS: dict[str, int] = {
     "gleam_mri.devices": 0,
     "gleam_mri.metrics": 0,
     "gleam_mri.schema": 0,
+    "gleam_mri.overrides": 0,
     "gleam_mri.loss_names": 0,
     "gleam_mri.report": 0,
     # physics and the memory meters: the ground only

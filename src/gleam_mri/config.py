@@ -38,6 +38,7 @@ from typing import Any, Literal
 import yaml
 
 from gleam_mri.loss_names import LossName
+from gleam_mri.overrides import apply_override, override_origin, parse_override
 from gleam_mri.physics.masks import build_mask_func
 from gleam_mri.schema import (
     ConfigError,
@@ -324,8 +325,8 @@ def _from_raw(
     raw = _with_defaults(raw)
     applied: dict[str, str] = {}
     for text in overrides:
-        keys, value = _parse_override(text)
-        _apply_override(raw, keys, value, text)
+        keys, value = parse_override(text)
+        apply_override(raw, keys, value, text)
         applied[".".join(keys)] = text
     try:
         section = raw.pop("strategy")
@@ -333,35 +334,9 @@ def _from_raw(
         cfg.strategy = read_strategy(section, "strategy", strategies)
         _check_semantics(cfg, strategies)
     except ConfigError as exc:
-        origin = _origin(exc.key, applied) or source
+        origin = override_origin(exc.key, applied) or source
         raise ConfigError(exc.problem, exc.key, origin) from None
     return cfg
-
-
-def _origin(key: str | None, applied: dict[str, str]) -> str | None:
-    """The override that set ``key`` (or a part of it), as ``override 'a.b=c'``."""
-    if key is None:
-        return None
-    for dotted, text in reversed(applied.items()):
-        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
-            return f"override {text!r}"
-    return None
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if not isinstance(text, str):
-        raise ConfigError(f"an override must be a string 'key.sub=value', got {show(text)}")
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} has no '='; expected 'key.sub=value'")
-    dotted, value_text = text.split("=", 1)
-    keys = dotted.strip().split(".")
-    if not all(keys):
-        raise ConfigError(f"override {text!r}: bad key {dotted!r}; expected e.g. 'model.unrolls'")
-    try:
-        value = yaml.safe_load(value_text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from exc
-    return keys, value
 
 
 def _with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
@@ -373,21 +348,6 @@ def _with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         elif not (value is None and isinstance(full.get(key), dict)):  # an empty section: defaults
             full[key] = value
     return full
-
-
-def _apply_override(raw: dict[str, Any], keys: list[str], value: Any, text: str) -> None:
-    """Set ``raw[k0][k1]... = value``; unknown keys are reported later by ``_build``."""
-    node = raw
-    for i, key in enumerate(keys[:-1]):
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            dotted = ".".join(keys[: i + 1])
-            problem = f"is {show(child)}, not a mapping: cannot set {'.'.join(keys)!r}"
-            raise ConfigError(problem, dotted, f"override {text!r}")
-        node = child
-    node[keys[-1]] = value
 
 
 # ---------------------------------------------------------------------------- validation
