@@ -49,7 +49,16 @@ VARIANTS: dict[str, tuple[str, list[str], dict]] = {
     "lr": ("points, learning rate 2e-4 (--set optim.lr=2e-4)", [*POINTS, "optim.lr=2e-4"], {}),
     "fraction": ("points, loss share 0.2 (--fraction 0.2)", POINTS, {"fraction": 0.2}),
     "average": ("points, weight average (--average 0.99)", POINTS, {"average": 0.99}),
-    "lines-uniform": ("whole lines, uniform (gleam adapt's defaults)", LINES, {}),
+    "lines-uniform": (
+        "whole lines, uniform (gleam adapt's defaults before the CS floor)",
+        LINES,
+        {},
+    ),
+    "cs-floor": (
+        "whole lines, uniform, then the better of the network and CS (gleam adapt's defaults)",
+        LINES,
+        {"cs": True},
+    ),
     "large": (
         "points, 8 iterations, 8 CG steps, 2 splits per step, 400 steps, patience 20",
         [*POINTS, *LARGE],
@@ -72,14 +81,17 @@ def probe(case: real_brain.Case, overrides: list[str], fields: dict) -> dict:
         trace.append((val_loss, volume_metrics(case.reference, image)["PSNR"]))
 
     start = time.perf_counter()
+    fields = {"cs": False, **fields}  # the network alone, unless the variant compares with CS
     result = adapt(scan, cfg, AdaptOptions(**fields), progress=False, on_validation=traced)
     seconds = time.perf_counter() - start
     image = (result.volume[0] / case.scale).astype(np.float64)
     steps = [h["step"] for h in result.history]
     return {
+        "image": "CS" if result.comparison and result.comparison.kept == "cs" else "network",
         "kept_step": result.best_step,
         "steps": result.steps,
         "PSNR": volume_metrics(case.reference, image)["PSNR"],
+        "network_PSNR": trace[steps.index(result.best_step)][1],  # the kept weights' own image
         "best_PSNR_passed": max(p for _, p in trace),
         "best_PSNR_step": steps[int(np.argmax([p for _, p in trace]))],
         "seconds": seconds,
@@ -91,14 +103,15 @@ def probe(case: real_brain.Case, overrides: list[str], fields: dict) -> dict:
 
 def table(acceleration: float, rows: dict[str, dict]) -> str:
     lines = [
-        f"| R{acceleration:g} variant | kept step / trained | PSNR kept | best PSNR passed (step) "
-        "| s |",
-        "|---|---|---|---|---|",
+        f"| R{acceleration:g} variant | kept step / trained | image | PSNR kept | best PSNR "
+        "passed (step) | s |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         lines.append(
-            f"| {name} | {r['kept_step']} / {r['steps']} | {r['PSNR']:.2f} | "
-            f"{r['best_PSNR_passed']:.2f} ({r['best_PSNR_step']}) | {r['seconds']:.0f} |"
+            f"| {name} | {r['kept_step']} / {r['steps']} | {r.get('image', 'network')} | "
+            f"{r['PSNR']:.2f} | {r['best_PSNR_passed']:.2f} ({r['best_PSNR_step']}) | "
+            f"{r['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -71,6 +71,7 @@ from gleam_mri.physics.espirit import find_calibration_size
 from gleam_mri.physics.masks import acceleration_of, build_mask_func
 from gleam_mri.physics.operators import SenseOp
 from gleam_mri.recon.classical import cg_sense, zero_filled
+from gleam_mri.recon.cs import choose_lambda, heldout_items, l1_wavelet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_brain_report import table_md, write_results
@@ -250,12 +251,26 @@ def cg_sense_method(case: Case, lam: float = CG_LAM, iters: int = CG_ITERS) -> t
     return cg_sense(case.op(), case.kspace[None], lam=lam, max_iter=iters, tol=1e-10)[0]
 
 
+def project_cs(case: Case, lam: float) -> torch.Tensor:
+    """The project's l1-wavelet CS (``gleam_mri.recon.cs``, sigpy) at weight ``lam``."""
+    return l1_wavelet(case.batch(), lam)[0]
+
+
+def project_cs_heldout(case: Case) -> tuple[torch.Tensor, dict[str, float]]:
+    """The project's CS with its weight chosen on held-out lines, no reference (``gleam baseline
+    --methods cs``); the chosen weight goes into the row."""
+    batch = case.batch()
+    choice = choose_lambda(heldout_items([batch]))
+    return l1_wavelet(batch, choice.lam)[0], {"lam": choice.lam}
+
+
 def default_methods(bart: bool | None = None) -> dict[str, Method]:
     """The classical methods at their fixed defaults; BART's only when ``bart`` is on PATH."""
     methods: dict[str, Method] = {
         "zero-filled": lambda c: zero_filled(c.op(), c.kspace[None])[0],
         "zero-filled RSS": lambda c: ifftnc(c.kspace, 2).abs().pow(2).sum(0).sqrt(),
         f"CG-SENSE lam={CG_LAM:g}": cg_sense_method,
+        "CS (project), held-out": project_cs_heldout,
     }
     if have_bart() if bart is None else bart:
         methods[f"BART CS lam={CS_LAM:g}"] = bart_cs
@@ -265,6 +280,7 @@ def default_methods(bart: bool | None = None) -> dict[str, Method]:
 def default_sweeps(bart: bool | None = None) -> dict[str, tuple[Callable[..., Image], tuple]]:
     """Oracle rows: ``name -> (method(case, lam), grid)``."""
     sweeps: dict[str, tuple[Callable[..., Image], tuple]] = {"CG-SENSE": (cg_sense_method, CG_GRID)}
+    sweeps["CS (project)"] = (project_cs, CS_GRID)
     if have_bart() if bart is None else bart:
         sweeps["BART CS"] = (bart_cs, CS_GRID)
     return sweeps
@@ -313,9 +329,9 @@ def run(
         images = res.images.setdefault(case.name, {})
         for name, method in methods.items():
             image, seconds = _timed(method, case)
-            res.rows.append(
-                {"case": case.name, "method": name, **score(case, image), "seconds": seconds}
-            )
+            image, extra = image if isinstance(image, tuple) else (image, {})  # e.g. a chosen lam
+            row = {"case": case.name, "method": name, **extra, **score(case, image)}
+            res.rows.append({**row, "seconds": seconds})
             images[name] = torch.as_tensor(image).abs().numpy()
         if case.reference is None:
             continue

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gleam_mri.adapt.floor import Comparison, compare_with_cs, cs_volume
 from gleam_mri.adapt.scan import Scan, volume_mask
 from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_to_dict
@@ -88,6 +89,8 @@ class AdaptOptions:
     # the decay is min(average, (1 + t) / (10 + t)), so it averages about the last t / 9 steps
     average: float = 0.0
     seed: int = 0
+    # compare with l1-wavelet CS on the held-out set and keep the better (adapt/floor.py)
+    cs: bool = True
 
 
 @dataclass
@@ -105,6 +108,7 @@ class AdaptResult:
     strategy: str
     config: Config
     state: dict[str, torch.Tensor] = field(repr=False)
+    comparison: Comparison | None = None  # the network against CS (None: not compared)
 
 
 def adapt_config(init: str | Path | None, device: str) -> tuple[Config, dict | None]:
@@ -244,8 +248,15 @@ def adapt(
     selection = run.selection
     run.net.load_state_dict(selection.best_state)
     memory = run.step_memory or {"bytes": 0, "method": ""}
+    comparison = None
+    if options.cs and scan.volumes is None:  # never below CS: the lower held-out loss is kept
+        comparison = compare_with_cs(run.strategy, splits.validation_items(), run.device)
+    if comparison is not None and comparison.kept == "cs":
+        volume = cs_volume(scan, comparison.cs.lam)
+    else:
+        volume = reconstruct_scan(run.strategy, scan, run.device)
     return AdaptResult(
-        volume=reconstruct_scan(run.strategy, scan, run.device),
+        volume=volume,
         best_step=selection.best_step,
         steps=int(selection.history[-1]["step"]),
         stopped_early=selection.stopped,
@@ -256,6 +267,7 @@ def adapt(
         strategy=cfg.strategy.name,
         config=cfg,
         state=selection.best_state,
+        comparison=comparison,
     )
 
 
@@ -296,6 +308,8 @@ def summary(result: AdaptResult, source: str) -> dict[str, Any]:
         "strategy": result.strategy,
         "history": result.history,
         "config": config_to_dict(result.config),
+        # which image was written (adapt.pt holds the network either way)
+        "compared_with_cs": None if result.comparison is None else result.comparison.to_dict(),
     }
 
 

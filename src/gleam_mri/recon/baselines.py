@@ -1,18 +1,23 @@
-"""Classical baselines on a data set split: zero-filled and CG-SENSE, scored per volume."""
+"""Classical baselines on a data set split: zero-filled, CG-SENSE and l1-wavelet compressed
+sensing (its weight chosen per file on held-out k-space), scored per volume."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
 
-from gleam_mri.data.batch import collate_batches
+from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
+from gleam_mri.recon.cs import ITERATIONS, LambdaChoice, choose_lambda, heldout_items, l1_wavelet
 from gleam_mri.recon.evaluate import VolumeResult, classical_reconstructor, evaluate, summarize
 
-METHODS = ("zero-filled", "cg-sense")
+METHODS = ("zero-filled", "cg-sense", "cs")
+DEFAULT_METHODS = ("zero-filled", "cg-sense")
 
 
 def default_mask_spec(
@@ -52,22 +57,63 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
     return files
 
 
+def cs_lambdas(
+    dataset: Dataset, items_per_file: int = 4, iterations: int = ITERATIONS
+) -> dict[str, LambdaChoice]:
+    """The l1 weight of each file of ``dataset`` (a slice or volume data set), chosen on the
+    held-out k-space of up to ``items_per_file`` of its items spread evenly: no reference."""
+    choices = {}
+    for f, info in enumerate(dataset.infos):
+        indices = [i for i, (g, _) in enumerate(dataset.examples) if g == f]
+        picks = np.linspace(0, len(indices) - 1, min(len(indices), items_per_file))
+        items = [dataset[indices[k]] for k in np.unique(picks.round().astype(int))]
+        choices[str(info.path)] = choose_lambda(heldout_items(items), iterations=iterations)
+    return choices
+
+
+def cs_reconstructor(
+    choices: dict[str, LambdaChoice], iterations: int = ITERATIONS
+) -> Callable[[MRIBatch], torch.Tensor]:
+    """A reconstructor ``MRIBatch -> (B, *D)``: CS of each item with its file's weight."""
+
+    def reconstruct(batch: MRIBatch) -> torch.Tensor:
+        images = []
+        for b, meta in enumerate(batch.meta):
+            item = batch.shard(b, batch.kspace.shape[0]) if batch.kspace.shape[0] > 1 else batch
+            images.append(l1_wavelet(item, choices[str(meta["file"])].lam, iterations))
+        return torch.cat(images)
+
+    return reconstruct
+
+
 def run_baselines(
     files: Sequence[Path],
     mask_spec: dict[str, Any] | None,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     maps: str = "file",
     lam: float = 1e-2,
     max_iter: int = 20,
     batch_size: int = 4,
     progress: bool = False,
+    cs_choices: dict[str, LambdaChoice] | None = None,
 ) -> dict[str, list[VolumeResult]]:
-    """Per-volume results of each classical method on ``files``: ``{method: [VolumeResult]}``."""
+    """Per-volume results of each method of :data:`METHODS` on ``files``: ``{method:
+    [VolumeResult]}``. ``lam`` and ``max_iter`` are CG-SENSE's; CS chooses its weight per file
+    (:func:`cs_lambdas`; pass ``cs_choices``, a dict, to receive them)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     dataset = open_dataset(files, mask_spec, maps, deterministic_masks=True)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_batches)
     results = {}
     for method in methods:
-        recon = classical_reconstructor(method, lam=lam, max_iter=max_iter)
+        if method == "cs":
+            choices = cs_lambdas(dataset)
+            if cs_choices is not None:
+                cs_choices.update(choices)
+            recon = cs_reconstructor(choices)
+        else:
+            recon = classical_reconstructor(method, lam=lam, max_iter=max_iter)
         results[method] = evaluate(loader, recon, progress=progress)
     return results
 

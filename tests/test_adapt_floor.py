@@ -1,0 +1,58 @@
+"""``gleam adapt`` never below compressed sensing: a network made useless gives CS's image, and
+says so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from gleam_mri import cli
+from gleam_mri.adapt.floor import cs_volume
+from gleam_mri.adapt.scan import load_scan
+from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
+from gleam_mri.training.checkpoint import load_checkpoint, save_checkpoint
+
+MASK = "{name: random, center_fractions: [0.16], accelerations: [2]}"
+SMALL = ["model.features=8", "model.unrolls=3", "model.blocks=2", "model.dc.cg_iters=4"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def scan_file(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("floor")
+    spec = SyntheticSpec(n_volumes=1, slices_per_volume=1, shape=(32, 24), n_coils=3)
+    write_synthetic_dataset(root, spec, progress=False)
+    return next(root.rglob("*.h5"))
+
+
+def adapt_args(scan: Path, out: Path, *extra: str) -> list[str]:
+    args = ["adapt", str(scan), "-o", str(out), "--mask", MASK, "--val-every", "1"]
+    return [*args, "--formats", "h5", "--quiet", *extra]
+
+
+def test_a_useless_network_gives_the_cs_image_and_says_so(scan_file, tmp_path, capsys):
+    trained = tmp_path / "trained"
+    sets = [a for s in SMALL for a in ("--set", s)]
+    assert cli.main([*adapt_args(scan_file, trained, "--steps", "2", "--no-cs"), *sets]) == 0
+    assert "compared_with_cs" in json.loads((trained / "adapt.json").read_text())
+    ckpt = load_checkpoint(trained / "adapt.pt")
+    ckpt["model"] = {k: v * 10 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    broken = save_checkpoint(tmp_path / "broken.pt", ckpt)  # every weight x10: useless
+    capsys.readouterr()
+
+    out = tmp_path / "out"
+    extra = ["--init", str(broken), "--steps", "1", "--set", "optim.lr=1e-12"]
+    assert cli.main(adapt_args(scan_file, out, *extra)) == 0
+    printed = capsys.readouterr().out
+    assert "kept CS" in printed and "the image written is CS's" in printed
+    record = json.loads((out / "adapt.json").read_text())["compared_with_cs"]
+    assert record["kept"] == "cs" and record["cs_heldout_loss"] < record["network_heldout_loss"]
+    mask = {"name": "random", "center_fractions": [0.16], "accelerations": [2]}
+    expected = cs_volume(load_scan(scan_file, mask), record["cs_lambda"])
+    with h5py.File(out / f"{scan_file.stem}.h5") as hf:
+        np.testing.assert_array_equal(hf["reconstruction"][()], expected)
