@@ -18,6 +18,7 @@ import torch
 
 from gleam_mri.adapt.scan import Scan
 from gleam_mri.data.batch import MRIBatch
+from gleam_mri.data.datasets import evenly_spread
 from gleam_mri.inference import output_crop
 from gleam_mri.recon.cs import LambdaChoice, choose_lambda, l1_wavelet
 from gleam_mri.selfsup.loss import KspaceLoss
@@ -55,18 +56,13 @@ class Comparison:
         }
 
 
-def _spread(items: Sequence[MRIBatch], most: int) -> list[MRIBatch]:
-    picks = np.unique(np.linspace(0, len(items) - 1, min(len(items), most)).round().astype(int))
-    return [items[i] for i in picks]
-
-
 @torch.no_grad()
 def compare_with_cs(
     strategy: Strategy, validation: Sequence[MRIBatch], device: torch.device
 ) -> Comparison:
     """Score the network (its current weights) and CS on up to :data:`ITEMS` of ``validation``
     (items fed their pool, holding ``Gamma`` out); the lower held-out loss is kept."""
-    items = _spread(validation, ITEMS)
+    items = [validation[i] for i in evenly_spread(len(validation), ITEMS)]
     loss_fn = KspaceLoss()
     losses = [float(loss_fn(strategy.reconstruct(b.to(device)), b.to(device))) for b in items]
     network = float(np.mean(losses))

@@ -33,12 +33,13 @@ from gleam_mri.adapt.scan import Scan, volume_mask
 from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_to_dict
 from gleam_mri.data.batch import MRIBatch, collate_batches
+from gleam_mri.data.datasets import evenly_spread
 from gleam_mri.data.slabs import reconstruct_volume_in_slabs
 from gleam_mri.devices import resolve_device
 from gleam_mri.inference import load_run, output_crop
 from gleam_mri.schema import at_least
 from gleam_mri.selfsup.data import with_split
-from gleam_mri.selfsup.split import SplitError, Splitter
+from gleam_mri.selfsup.split import HELD_OUT_LINES, SplitError, Splitter, validation_seed
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
 from gleam_mri.training.data import source_data, splitter_from_config
 from gleam_mri.training.loop import train
@@ -56,7 +57,7 @@ RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")  # what the d
 # (SPLITS): on the real brain with random lines this kept 28.59 / 23.18 dB at 4x / 8x against
 # 28.18 / 21.66 with SSDU's Gaussian points, whose validation loss kept falling at 8x while the
 # image got worse (benchmarks/adapt_probe.py, RESULTS).
-SPLITS: dict[str, Any] = {"units": "lines", "selection": "uniform"}
+SPLITS: dict[str, Any] = dict(HELD_OUT_LINES)
 DEFAULT_CONFIG: dict[str, Any] = {
     "name": "adapt",
     "model": {
@@ -136,7 +137,7 @@ class Splits:
         self.pool, self.validation = [], []
         for i, item in enumerate(items):
             measured = item.mask[0].bool()
-            seed = int(np.random.SeedSequence([options.seed, 2**20, i]).generate_state(1)[0])
+            seed = validation_seed(options.seed, i)
             try:
                 pool, held = splitter(measured, options.val_fraction, item.fft_ndim, seed)
                 splitter(pool, options.fraction, item.fft_ndim, seed)  # a training split fits
@@ -164,8 +165,7 @@ class Splits:
 
     def validation_items(self) -> list[MRIBatch]:
         """At most ``max_val_items`` validation items, spread evenly over the scan."""
-        n, most = len(self.validation), self.options.max_val_items
-        picks = np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(int))
+        picks = evenly_spread(len(self.validation), self.options.max_val_items)
         return [self.validation[i] for i in picks]
 
 

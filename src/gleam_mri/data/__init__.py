@@ -9,8 +9,7 @@ that only reads a file (``gleam serve``'s quarantine child, a fuzz target) does 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gleam_mri.lazy import lazy_names
 
 _PUBLIC = {  # name -> the module of this package that defines it
     "DatasetError": "errors",
@@ -35,9 +34,4 @@ _PUBLIC = {  # name -> the module of this package that defines it
 
 __all__ = sorted(_PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gleam_mri.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"gleam_mri.data.{module}"), name)
+__getattr__ = lazy_names(__name__, _PUBLIC)

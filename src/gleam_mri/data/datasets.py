@@ -39,6 +39,12 @@ MaskFunc = Callable[[Sequence[int], int | None], torch.Tensor]
 MapsEstimator = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
+def evenly_spread(count: int, most: int) -> list[int]:
+    """Indices of at most ``most`` of ``count`` items, spread evenly (first and last included):
+    the items a validation or a choice looks at when it cannot look at all."""
+    return [int(i) for i in np.unique(np.linspace(0, count - 1, min(count, most)).round())]
+
+
 def list_h5_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     """Files from a folder (its ``*.h5``, sorted), a file, or a list of folders / files."""
     entries = [paths] if isinstance(paths, (str, Path)) else list(paths)

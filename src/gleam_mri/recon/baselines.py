@@ -7,12 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gleam_mri.data.batch import MRIBatch, collate_batches
-from gleam_mri.data.datasets import open_dataset
+from gleam_mri.data.datasets import evenly_spread, open_dataset
 from gleam_mri.recon.cs import ITERATIONS, LambdaChoice, choose_lambda, heldout_items, l1_wavelet
 from gleam_mri.recon.evaluate import VolumeResult, classical_reconstructor, evaluate, summarize
 
@@ -65,8 +64,7 @@ def cs_lambdas(
     choices = {}
     for f, info in enumerate(dataset.infos):
         indices = [i for i, (g, _) in enumerate(dataset.examples) if g == f]
-        picks = np.linspace(0, len(indices) - 1, min(len(indices), items_per_file))
-        items = [dataset[indices[k]] for k in np.unique(picks.round().astype(int))]
+        items = [dataset[indices[k]] for k in evenly_spread(len(indices), items_per_file)]
         choices[str(info.path)] = choose_lambda(heldout_items(items), iterations=iterations)
     return choices
 

@@ -26,7 +26,7 @@ import torch
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.selfsup.data import measured_mask, with_split
 from gleam_mri.selfsup.loss import KspaceLoss
-from gleam_mri.selfsup.split import Splitter
+from gleam_mri.selfsup.split import HELD_OUT_LINES, Splitter, validation_seed
 
 __all__ = [
     "ITERATIONS",
@@ -40,7 +40,7 @@ __all__ = [
 LAMBDAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)  # for items normalised to max |A^H y| = 1
 ITERATIONS = 100
 VALIDATION_FRACTION = 0.2
-SPLITTER = Splitter(selection="uniform", units="lines")  # gleam adapt's held-out sets
+SPLITTER = Splitter(**HELD_OUT_LINES)  # gleam adapt's held-out sets
 
 
 def _solve(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray, lam: float, iters: int):
@@ -90,8 +90,8 @@ def heldout_items(
     samples cannot be split."""
     out = []
     for i, item in enumerate(items):
-        item_seed = int(np.random.SeedSequence([seed, 2**20, i]).generate_state(1)[0])
-        pool, held = splitter(measured_mask(item, 0), fraction, item.fft_ndim, item_seed)
+        seeded = validation_seed(seed, i)
+        pool, held = splitter(measured_mask(item, 0), fraction, item.fft_ndim, seeded)
         out.append(with_split(item, 0, pool, held))
     return out
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from gleam_mri.crop import center_slices
@@ -38,6 +39,8 @@ SELECTIONS = ("gaussian", "uniform")
 Units = Literal["points", "lines"]
 UNITS = ("points", "lines")
 STD_SCALE = 4.0  # SSDU: the Gaussian's standard deviation is (N - 1) / 4 per Fourier axis
+# the held-out sets of gleam adapt and of CS's weight choice: whole lines, drawn uniformly
+HELD_OUT_LINES: dict[str, str] = {"units": "lines", "selection": "uniform"}
 
 
 class SplitError(ValueError):
@@ -159,3 +162,9 @@ class Splitter:
             self.keep_calibration,
             self.units,
         )
+
+
+def validation_seed(seed: int, item: int) -> int:
+    """The seed of item ``item``'s fixed validation split in a run seeded ``seed`` (the same for
+    ``gleam adapt`` and for CS's weight choice, so that they hold out the same samples)."""
+    return int(np.random.SeedSequence([seed, 2**20, item]).generate_state(1)[0])

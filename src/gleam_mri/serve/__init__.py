@@ -12,8 +12,7 @@ The public names below are loaded on first use, so that the quarantine child
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gleam_mri.lazy import lazy_names
 
 _PUBLIC = {  # name -> the module of this package that defines it
     "ServeSettings": "settings",
@@ -26,9 +25,4 @@ _PUBLIC = {  # name -> the module of this package that defines it
 
 __all__ = sorted(_PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gleam_mri.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"gleam_mri.serve.{module}"), name)
+__getattr__ = lazy_names(__name__, _PUBLIC)

@@ -125,19 +125,11 @@ def measured_step(run: Run, batch: MRIBatch) -> dict[str, float]:
     return {**stats, "memory_bytes": float(used)}
 
 
-def fit(
-    cfg: Config,
-    resume: bool = False,
-    progress: bool = True,
-    *,
-    data: TrainingData | None = None,
-    net: torch.nn.Module | None = None,
-    on_validation: OnValidation | None = None,
-) -> Path:
+def fit(cfg: Config, resume: bool = False, progress: bool = True, **options: Any) -> Path:
     """Train ``cfg``; returns the path of the run's checkpoint (``last.pt``, or ``best.pt`` with
-    ``train.keep: best``). Raises :class:`TrainingStopped`. See :func:`train`."""
-    done = train(cfg, resume, progress, data=data, net=net, on_validation=on_validation)
-    return done.checkpoint
+    ``train.keep: best``). ``options``: :func:`train`'s (``data``, ``net``, ``on_validation``).
+    Raises :class:`TrainingStopped`."""
+    return train(cfg, resume, progress, **options).checkpoint
 
 
 def train(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -34,8 +34,14 @@ from gleam_mri.training.checkpoint import (
 )
 from gleam_mri.training.selection import WeightSelection
 
-if TYPE_CHECKING:
-    from gleam_mri.training.strategies.base import Strategy
+
+class StrategyState(Protocol):
+    """What a run's checkpoints need of its strategy (a
+    :class:`~gleam_mri.training.strategies.base.Strategy`, which knows the run it trains)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -52,7 +58,7 @@ class Run:
 
     cfg: Config
     net: torch.nn.Module
-    strategy: Strategy | None
+    strategy: StrategyState | None
     device: torch.device
     out_dir: Path
     kind: str

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch.distributed as dist
 
@@ -23,10 +23,24 @@ from gleam_mri.config import config_to_dict
 from gleam_mri.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from gleam_mri.training.distributed import gather_to_first
 from gleam_mri.training.run import Run, checkpoint_state
+from gleam_mri.training.strategies.stage_link import PipelineLayout
 
-if TYPE_CHECKING:
-    from gleam_mri.training.strategies.pipeline import PipelineGreedy
-    from gleam_mri.training.strategies.stage_link import PipelineLayout
+
+class Stage(Protocol):
+    """What the per-stage files need of a pipeline stage (a
+    :class:`~gleam_mri.training.strategies.pipeline.PipelineGreedy`, which keeps its state here)."""
+
+    name: str
+    layout: PipelineLayout
+    rank: int
+    stage: int
+    replica: int
+    staleness: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 
 _NAME = re.compile(r"^stage(\d+)_step(\d{8})\.pt$")
 
@@ -118,7 +132,7 @@ class StageCheckpoints:
     ``gleam eval`` / ``gleam recon`` use it as any other run's).
     """
 
-    def __init__(self, run: Run, stage: PipelineGreedy) -> None:
+    def __init__(self, run: Run, stage: Stage) -> None:
         self.run, self.stage = run, stage
         self.out = run.out_dir
         self.model_config = config_to_dict(run.cfg)["model"]
