@@ -36,7 +36,7 @@ from gleam_mri.training.run_config import config_from_dict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_brain  # the classical baselines and the table writers
 
-# gleam adapt's ESPIRiT (gleam_mri.adapt.scan.ESPIRIT_OPTIONS), used by every method here
+# gleam adapt's ESPIRiT (gleam_mri.recon.coil_maps.ESPIRIT_OPTIONS), used by every method here
 ADAPT_MAPS = real_brain.Maps("espirit", 6, 0.0, calib=64)
 
 

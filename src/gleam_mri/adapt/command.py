@@ -35,6 +35,7 @@ killed continues with --resume and ends as if it had not been interrupted."""
 def add_parser(sub: Any) -> None:
     """Register ``gleam adapt`` on the sub-command parsers."""
     from gleam_mri.adapt.zero_shot import AdaptOptions
+    from gleam_mri.recon.coil_maps import MAPS_METHODS
 
     defaults = AdaptOptions()
     p = sub.add_parser(
@@ -104,6 +105,14 @@ def add_parser(sub: Any) -> None:
         default=defaults.cs,
         help="after training, compare the network with l1-wavelet compressed sensing on the "
         "held-out samples and write whichever predicts them better (2D and cine; default: on)",
+    )
+    p.add_argument(
+        "--maps",
+        choices=MAPS_METHODS,
+        default="auto",
+        help="coil maps of a file that has none: ESPIRiT, JSENSE (joint estimation, for small "
+        "calibration regions), or auto: whichever predicts held-out lines better, per 2D item "
+        "(cine and 3D: ESPIRiT)",
     )
     p.add_argument("--slab", type=int, default=None, help="3D: train on readout slabs of N rows")
     p.add_argument("--overlap", type=int, default=0, help="3D: rows shared by neighbouring slabs")
@@ -188,12 +197,15 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     from gleam_mri.adapt.scan import load_scan
     from gleam_mri.adapt.zero_shot import adapt, remove_state, save_adapted
     from gleam_mri.inference import write_outputs
+    from gleam_mri.recon.coil_maps import describe_maps
 
-    scan = load_scan(path, mask_spec, args.slab, args.overlap)
+    scan = load_scan(path, mask_spec, args.slab, args.overlap, args.maps)
     print(
         f"{args.input}: {scan.kind}, {len(scan.items)} item(s) of k-space "
         f"{tuple(scan.items[0].kspace.shape[1:])}, {scan.measured_fraction:.1%} measured"
     )
+    if scan.maps_choices:
+        print(describe_maps(scan.maps_choices))
     identity = {
         "input": str(Path(args.input).resolve()),
         "config": config_to_dict(cfg),

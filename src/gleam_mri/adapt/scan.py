@@ -3,14 +3,15 @@
 :func:`load_scan` reads a fastMRI-layout file (raw formats are converted by the caller) into
 normalised B=1 items (2D slices, cine series, or 3D readout slabs) whose ``mask`` is the set of
 measured samples ``Omega`` (:func:`gleam_mri.selfsup.data.measured_mask`), with coil maps from the
-file or, when it has none, ESPIRiT from the measured calibration region. A fully sampled file is
+file or, when it has none, estimated from the measured samples (ESPIRiT or JSENSE, chosen per
+item on held-out lines: :mod:`gleam_mri.recon.coil_maps`). A fully sampled file is
 undersampled retrospectively with ``mask_spec`` when one is given and refused otherwise: there is
 nothing to reconstruct.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +19,15 @@ import numpy as np
 import torch
 
 from gleam_mri.data.batch import MRIBatch
-from gleam_mri.data.datasets import espirit_estimate, open_dataset
+from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.errors import DatasetError
 from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
+from gleam_mri.recon.coil_maps import ChosenMaps, MapsChoice, maps_estimator
 from gleam_mri.selfsup.data import measured_mask
 
 
 class ScanError(ValueError):
     """The scan cannot be used for scan-specific training (the message names the file)."""
-
-
-# ESPIRiT for scan-specific training: a calibration region of up to 64 samples per axis (line
-# masks have few central lines but a fully sampled readout: the longer region conditions the
-# calibration matrix) and no crop (maps everywhere, so the noisy background of a real scan is
-# reconstructed as it was measured). On the real 16-coil brain at 4x with 10 central lines,
-# CG-SENSE reaches 27.97 dB / SSIM 0.74 with these maps against 15.92 dB / 0.20 with the
-# defaults (24 samples, crop 0.95), which cover only part of the head.
-ESPIRIT_OPTIONS: dict[str, Any] = {"max_calib_size": 64, "crop": 0.0}
-
-
-def espirit_from_measured(kspace: torch.Tensor, mask: torch.Tensor, fft_ndim: int) -> torch.Tensor:
-    """ESPIRiT maps ``(C, *D)`` from k-space ``(C, *D)``, calibrated on the samples that were
-    measured (``mask`` != 0 and nonzero k-space), so files that store zeros at unmeasured
-    locations and no mask calibrate on their real centre (options: :data:`ESPIRIT_OPTIONS`)."""
-    measured = (mask != 0) & (kspace.abs().sum(dim=0, keepdim=True) > 0)
-    cine = fft_ndim == 2 and kspace.ndim == 4
-    options = dict(ESPIRIT_OPTIONS)
-    return espirit_estimate(kspace, measured.to(torch.float32), fft_ndim, cine=cine, **options)
 
 
 @dataclass
@@ -55,7 +38,8 @@ class Scan:
     ``volumes``: for 3D slab training, the whole volumes (B=1) that the final reconstruction
     runs over slab by slab; ``None`` otherwise. Their maps are the file's, or placeholders when
     ``volume_maps`` is ``False`` (ESPIRiT per slab, as in training). ``header``: the file's
-    ISMRMRD fields (voxel sizes of the outputs).
+    ISMRMRD fields (voxel sizes of the outputs). ``maps_choices``: the coil-map estimator used for
+    each item (and the held-out losses that chose it) when the file has no maps.
     """
 
     path: Path
@@ -66,6 +50,7 @@ class Scan:
     slab: int | None = None
     overlap: int = 0
     volume_maps: bool = True
+    maps_choices: list[MapsChoice] = field(default_factory=list)  # empty: the file's maps
 
     @property
     def measured_fraction(self) -> float:
@@ -99,8 +84,12 @@ def load_scan(
     mask_spec: dict[str, Any] | None = None,
     slab: int | None = None,
     overlap: int = 0,
+    maps_method: str = "auto",
 ) -> Scan:
-    """The items of one fastMRI-layout file (module docstring); ``slab``: 3D readout slabs.
+    """The items of one fastMRI-layout file (module docstring); ``slab``: 3D readout slabs;
+    ``maps_method``: how maps are estimated when the file has none (``"auto"``: chosen per
+    item on held-out lines, :class:`~gleam_mri.recon.coil_maps.ChosenMaps`; or a candidate's
+    name, ``"espirit"`` / ``"jsense"``).
 
     Raises :class:`ScanError` (naming the file) for fully sampled data without ``mask_spec``, a
     file that already has a mask given a ``mask_spec``, or no calibration region for ESPIRiT.
@@ -119,7 +108,9 @@ def load_scan(
                 f"{path}: fully sampled (every k-space sample was measured), so there is nothing "
                 "to reconstruct; pass a mask (--mask) to undersample it retrospectively"
             )
-    maps = "file" if info.has_maps else espirit_from_measured
+    chooser: ChosenMaps | None = None if info.has_maps else maps_estimator(maps_method)
+    maps = "file" if chooser is None else chooser
+    choices = [] if chooser is None else chooser.choices
     try:
         if info.kind == "3d" and slab is not None:
             from gleam_mri.data.slabs import SlabDataset
@@ -130,14 +121,16 @@ def load_scan(
             items = [with_measured(slabs[i], path) for i in range(len(slabs))]
             whole = open_dataset(path, mask_spec, "file" if info.has_maps else _unit_maps, True)
             volumes = [whole[i] for i in range(len(whole))]
-            return Scan(path, info.kind, info.header, items, volumes, slab, overlap, info.has_maps)
+            return Scan(
+                path, info.kind, info.header, items, volumes, slab, overlap, info.has_maps, choices
+            )
         dataset = open_dataset(path, mask_spec, maps, deterministic_masks=True)
         items = [with_measured(dataset[i], path) for i in range(len(dataset))]
     except ScanError:
         raise
     except ValueError as err:  # ESPIRiT without a calibration region, masks, shapes
         raise ScanError(f"{path}: {err}") from err
-    return Scan(path, info.kind, info.header, items)
+    return Scan(path, info.kind, info.header, items, maps_choices=choices)
 
 
 def _unit_maps(kspace: torch.Tensor, mask: torch.Tensor, fft_ndim: int) -> torch.Tensor:

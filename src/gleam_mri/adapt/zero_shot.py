@@ -333,6 +333,7 @@ def save_adapted(result: AdaptResult, scan: Scan, out: str | Path, source: str) 
         },
     )
     record = out / "adapt.json"
+    maps = [{"method": c.chosen, "heldout_losses": c.losses} for c in scan.maps_choices]
     with atomic_write(record, "w", encoding="utf-8") as file:
-        json.dump(summary(result, source), file, indent=2)
+        json.dump({**summary(result, source), "coil_maps": maps or "file"}, file, indent=2)
     return [ckpt, record]
