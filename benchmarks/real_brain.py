@@ -92,7 +92,9 @@ Method = Callable[["Case"], Image]
 
 @dataclass(frozen=True)
 class Maps:
-    """Coil-map estimation: ``tool`` "espirit" (the project's) or "bart" (``ecalib -m1``)."""
+    """Coil-map estimation: ``tool`` "espirit" (the project's), "bart" (``ecalib -m1``) or a
+    method of ``gleam adapt --maps`` ("adapt-auto", "adapt-jsense", "adapt-espirit": kernel and
+    crop are then its own)."""
 
     tool: str = "espirit"
     kernel: int = 4
@@ -101,6 +103,8 @@ class Maps:
 
     @property
     def label(self) -> str:
+        if self.tool.startswith("adapt-"):
+            return f"gleam adapt --maps {self.tool.removeprefix('adapt-')}"
         extra = "" if self.calib == 24 else f" calib {self.calib}"
         return f"{self.tool} k{self.kernel} crop {self.crop:g}{extra}"
 
@@ -151,28 +155,40 @@ class Case:
         return write_fastmri(path, kspace, target, mask=self.mask.reshape(-1))
 
 
-def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, maps: Maps) -> torch.Tensor:
-    """Coil maps ``(C, H, W)`` from masked k-space ``(C, H, W)`` and mask ``(1, 1|H, W)``."""
+def estimate_maps(
+    kspace: torch.Tensor, mask: torch.Tensor, maps: Maps
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Coil maps ``(C, H, W)`` from masked k-space ``(C, H, W)`` and mask ``(1, 1|H, W)``, and
+    what was chosen (``gleam adapt``'s methods: the estimator and its held-out losses)."""
     if maps.tool == "espirit":
         k = maps.kernel
         return espirit_estimate(
             kspace, mask, 2, kernel_size=(k, k), crop=maps.crop, max_calib_size=maps.calib
-        )
+        ), {}
+    if maps.tool.startswith("adapt-"):
+        from gleam_mri.recon.coil_maps import maps_estimator
+
+        chooser = maps_estimator(maps.tool.removeprefix("adapt-"))
+        measured = mask.expand(1, *kspace.shape[1:]) * (kspace.abs().sum(0, keepdim=True) > 0)
+        estimated = chooser(kspace, measured, 2)
+        choice = chooser.choices[-1]
+        return estimated, {"maps_chosen": choice.chosen, "maps_losses": choice.losses}
     if maps.tool != "bart":
         raise ValueError(f"unknown maps tool {maps.tool!r}; expected 'espirit' or 'bart'")
     with tempfile.TemporaryDirectory() as tmp:
         write_cfl(Path(tmp) / "ksp", gleam_to_cfl(kspace.numpy()))
         k, c = str(maps.kernel), str(maps.crop)
         _bart(tmp, "ecalib", "-m1", "-k", f"{k}:{k}:1", "-c", c, "ksp", "maps")
-        return torch.from_numpy(cfl_to_gleam(read_cfl(Path(tmp) / "maps")))
+        return torch.from_numpy(cfl_to_gleam(read_cfl(Path(tmp) / "maps"))), {}
 
 
 def _finish(name: str, kspace, mask, reference, maps: Maps, info: dict[str, Any]) -> Case:
     """Estimate maps, normalise by ``max |A^H y|``, record calibration size and maps coverage."""
     start = time.perf_counter()
-    s = estimate_maps(kspace, mask, maps)
+    s, chosen = estimate_maps(kspace, mask, maps)
     info = {
         **info,
+        **chosen,
         "calib_lines": find_calibration_size(mask, shape=kspace.shape[1:])[-1],
         "maps": maps.label,
         "maps_seconds": time.perf_counter() - start,

@@ -130,3 +130,25 @@ def test_adapt_probe_traces_the_psnr_of_the_step_adapt_keeps(case4):
     assert kept["val_loss"] == min(t["val_loss"] for t in trace)  # adapt keeps the lowest loss
     assert row["PSNR"] == pytest.approx(kept["PSNR"], abs=1e-3)  # the traced image is adapt's
     assert row["best_PSNR_passed"] == max(t["PSNR"] for t in trace) >= row["PSNR"] - 1e-3
+
+
+def test_real_scans_table_reports_seed_intervals_and_the_maps_chosen(tmp_path):
+    path = _PATH.parent / "real_scans.py"
+    spec = importlib.util.spec_from_file_location("real_scans_bench", path)
+    scans = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scans)
+    if not (rb.SHARED / scans.SCANS["sphere-se-32ch"]).is_file():
+        pytest.skip("../shared/data is absent on this machine")
+    assert not scans.feasible("24 lines", 64, 4) and scans.feasible("8% centre", 64, 8)
+    mean, half = scans.interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(2.4841, abs=1e-3)  # t(0.975, 2) / sqrt(3)
+    args = ["--out", str(tmp_path), "--scans", "sphere-se-32ch", "--seeds", "0", "1"]
+    scans.main([*args, "--accelerations", "4", "--adapt-scans", "none", "--no-bart"])
+    table = json.loads((tmp_path / "results.json").read_text())["table"]
+    methods = {t["method"] for t in table}
+    assert {"zero-filled RSS", "CS (project), held-out"} <= methods
+    assert all(t["seeds"] == 2 and t["family"] == "8% centre" for t in table)  # 24 lines: none
+    assert all(t["maps"] and "/2" in t["maps"] for t in table)
+    report = (tmp_path / "table.md").read_text()
+    assert "24 lines, 4x: the centre alone exceeds" in report
+    assert (tmp_path / "grid-sphere-se-32ch-R4.png").is_file()
