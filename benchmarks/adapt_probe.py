@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from gleam_mri.adapt.scan import Scan
-from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, adapt
+from gleam_mri.adapt.zero_shot import (
+    DEFAULT_CONFIG,
+    LARGE_OVERRIDES,
+    LARGE_SCHEDULE,
+    AdaptOptions,
+    adapt,
+)
 from gleam_mri.metrics import volume_metrics
 from gleam_mri.training.run_config import config_from_dict
 
@@ -36,8 +42,7 @@ from real_brain_nets import ADAPT_MAPS, measured_batch
 # (SSDU's Gaussian points until they became whole lines drawn uniformly).
 POINTS = ["ssdu.units=points", "ssdu.selection=gaussian"]
 LINES = ["ssdu.units=lines", "ssdu.selection=uniform"]
-LARGE = ["model.unrolls=8", "model.dc.cg_iters=8"]
-LARGE_SCHEDULE = {"batch_size": 2, "steps": 400, "patience": 20}  # about 5x the time
+LARGE = list(LARGE_OVERRIDES)  # gleam adapt --large
 # key -> (label, config overrides, AdaptOptions fields)
 VARIANTS: dict[str, tuple[str, list[str], dict]] = {
     "points": ("SSDU's Gaussian points (the earlier defaults)", POINTS, {}),

@@ -77,13 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         "steps": record["steps"],
         "kept_step": record["best_step"],
         "train_seconds": round(record["train_seconds"], 1),
+        "parts_seconds": {k: round(v, 1) for k, v in record.get("seconds", {}).items()},
         "memory_MiB": round(record["memory_bytes"] / 2**20, 1),
         "memory_method": record["memory_method"],
         "coil_maps": record.get("coil_maps"),
         "kept": None if record["compared_with_cs"] is None else record["compared_with_cs"]["kept"],
         "psnr": round(float(metrics["PSNR"]), 2),
         "ssim": round(float(metrics["SSIM"]), 3),
-        "cpu_threads": os.cpu_count(),
+        "cpu_cores": os.cpu_count(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
     print(printed, end="")
     print(json.dumps(result, indent=2))

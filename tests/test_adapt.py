@@ -277,3 +277,16 @@ def test_interrupted_adapt_resumes_to_identical_weights_and_image(
     ):
         np.testing.assert_array_equal(f["reconstruction"][()], g["reconstruction"][()])
     assert not state_path(out).parent.exists()
+
+
+def test_large_setting_and_explicit_options():
+    from gleam_mri.adapt.command import _options
+    from gleam_mri.adapt.zero_shot import LARGE_SCHEDULE, AdaptOptions
+
+    parse = cli.build_parser().parse_args
+    plain = _options(parse(["adapt", "s.h5", "-o", "o"]))
+    assert plain == AdaptOptions()
+    large = _options(parse(["adapt", "s.h5", "-o", "o", "--large"]))
+    assert {k: getattr(large, k) for k in LARGE_SCHEDULE} == LARGE_SCHEDULE
+    mixed = _options(parse(["adapt", "s.h5", "-o", "o", "--large", "--steps", "7"]))
+    assert mixed.steps == 7 and mixed.patience == LARGE_SCHEDULE["patience"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ training stops when it no longer improves. The network is then compared with l1-
 compressed sensing (its weight chosen on the same validation set) and whichever predicts the
 held-out samples better writes the image, so it is never worse than CS by that measure (2D and
 cine; --no-cs skips it). The final image uses every measured sample. Files
-without coil maps get ESPIRiT maps from their calibration region. Starts from scratch (a MoDL
+without coil maps get ESPIRiT or JSENSE maps from their measured samples, whichever predicts
+held-out lines better (--maps). Starts from scratch (a MoDL
 network trained greedily, GLEAM) or fine-tunes a gleam train checkpoint (--init). Also writes
 OUT/adapt.pt (a checkpoint gleam recon reads: the network, whichever image was written) and
 OUT/adapt.json (the kept step, the validation curve, the comparison with CS, time and the peak
@@ -34,7 +36,7 @@ killed continues with --resume and ends as if it had not been interrupted."""
 
 def add_parser(sub: Any) -> None:
     """Register ``gleam adapt`` on the sub-command parsers."""
-    from gleam_mri.adapt.zero_shot import AdaptOptions
+    from gleam_mri.adapt.zero_shot import LARGE_OVERRIDES, LARGE_SCHEDULE, AdaptOptions
     from gleam_mri.recon.coil_maps import MAPS_METHODS
 
     defaults = AdaptOptions()
@@ -69,15 +71,26 @@ def add_parser(sub: Any) -> None:
         help="undersample a fully sampled file retrospectively, e.g. "
         "'{name: random, center_fractions: [0.08], accelerations: [4]}'",
     )
-    p.add_argument("--steps", type=int, default=defaults.steps, help="most training steps")
+    p.add_argument(
+        "--large",
+        action="store_true",
+        help="the larger setting: "
+        + ", ".join(f"{k}={v}" for k, v in LARGE_SCHEDULE.items())
+        + ", "
+        + ", ".join(LARGE_OVERRIDES)
+        + " (about 5x the time; explicit options still apply)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help=f"most training steps (default {defaults.steps})"
+    )
     p.add_argument(
         "--val-every", type=int, default=defaults.val_every, help="steps between validations"
     )
     p.add_argument(
         "--patience",
         type=int,
-        default=defaults.patience,
-        help="stop after this many validations without improvement",
+        default=None,
+        help=f"stop after this many validations without improvement (default {defaults.patience})",
     )
     p.add_argument(
         "--val-fraction",
@@ -131,10 +144,13 @@ def add_parser(sub: Any) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from gleam_mri.adapt.zero_shot import AdaptOptions
+    from gleam_mri.adapt.zero_shot import LARGE_SCHEDULE, AdaptOptions
     from gleam_mri.schema import build
 
-    raw = {f.name: getattr(args, f.name) for f in fields(AdaptOptions) if hasattr(args, f.name)}
+    raw = dict(LARGE_SCHEDULE) if args.large else {}
+    for f in fields(AdaptOptions):  # options given on the command line win
+        if getattr(args, f.name, None) is not None:
+            raw[f.name] = getattr(args, f.name)
     options = build(AdaptOptions, raw, "")
     for name in ("val_fraction", "fraction"):
         if not 0 < getattr(options, name) < 1:
@@ -160,6 +176,7 @@ def _mask_spec(text: str | None) -> dict | None:
 
 def run_command(args: argparse.Namespace) -> int:
     """``gleam adapt``: load, train, reconstruct, write; prints what was kept and the memory."""
+    from gleam_mri.adapt.zero_shot import LARGE_OVERRIDES
     from gleam_mri.inference import is_fastmri_layout
     from gleam_mri.training.run_config import load_config
 
@@ -180,7 +197,7 @@ def run_command(args: argparse.Namespace) -> int:
         base["data"]["mask"] = mask_spec
     if args.slab is not None:
         base["data"].update({"slab": args.slab, "slab_overlap": args.overlap})
-    cfg = config_from_dict(base, args.set)
+    cfg = config_from_dict(base, [*(LARGE_OVERRIDES if args.large else []), *args.set])
     path = Path(args.input)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -199,7 +216,9 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     from gleam_mri.inference import write_outputs
     from gleam_mri.recon.coil_maps import describe_maps
 
+    start = time.perf_counter()
     scan = load_scan(path, mask_spec, args.slab, args.overlap, args.maps)
+    loading = time.perf_counter() - start
     print(
         f"{args.input}: {scan.kind}, {len(scan.items)} item(s) of k-space "
         f"{tuple(scan.items[0].kspace.shape[1:])}, {scan.measured_fraction:.1%} measured"
@@ -225,7 +244,9 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     )
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     written = write_outputs(result.volume, stem, args.out, formats, scan.header, scan.kind)
-    written += save_adapted(result, scan, args.out, str(args.input))
+    seconds = {"loading_and_maps": loading, "training": result.train_seconds}
+    seconds["total"] = time.perf_counter() - start  # adapt.pt and adapt.json still to write
+    written += save_adapted(result, scan, args.out, str(args.input), seconds)
     remove_state(args.out)  # the run is complete: adapt.pt holds what it kept
     best = next(h for h in result.history if h["step"] == result.best_step)
     why = "stopped early: no better validation" if result.stopped_early else "step limit"
@@ -240,6 +261,10 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     if result.comparison is not None:
         written_by = "CS" if result.comparison.kept == "cs" else "the network"
         print(f"{result.comparison.describe()}; the image written is {written_by}'s")
+    print(
+        f"{seconds['total']:.0f} s in all: {loading:.0f} s reading the scan and estimating coil "
+        f"maps, {result.train_seconds:.0f} s training, the rest comparing with CS and writing"
+    )
     for target in written:
         print(f"wrote {target}")
     return 0

@@ -75,6 +75,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
+# gleam adapt --large: a deeper network trained longer on two splits per step (about 5x the
+# time); on the real brain it kept 29.22 / 23.65 dB at 4x / 8x (RESULTS, adapt_probe.py)
+LARGE_OVERRIDES = ("model.unrolls=8", "model.dc.cg_iters=8")
+LARGE_SCHEDULE: dict[str, int] = {"batch_size": 2, "steps": 400, "patience": 20}
+
+
 @dataclass
 class AdaptOptions:
     """The scan-specific training schedule (see the module docstring)."""
@@ -313,8 +319,15 @@ def summary(result: AdaptResult, source: str) -> dict[str, Any]:
     }
 
 
-def save_adapted(result: AdaptResult, scan: Scan, out: str | Path, source: str) -> list[Path]:
-    """Write ``OUT/adapt.pt`` (the kept weights; ``gleam recon`` reads it) and ``adapt.json``."""
+def save_adapted(
+    result: AdaptResult,
+    scan: Scan,
+    out: str | Path,
+    source: str,
+    seconds: dict[str, float] | None = None,
+) -> list[Path]:
+    """Write ``OUT/adapt.pt`` (the kept weights; ``gleam recon`` reads it) and ``adapt.json``
+    (with ``seconds``: the wall time of the run's parts, when given)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config_to_dict(result.config)
@@ -335,5 +348,6 @@ def save_adapted(result: AdaptResult, scan: Scan, out: str | Path, source: str) 
     record = out / "adapt.json"
     maps = [{"method": c.chosen, "heldout_losses": c.losses} for c in scan.maps_choices]
     with atomic_write(record, "w", encoding="utf-8") as file:
-        json.dump({**summary(result, source), "coil_maps": maps or "file"}, file, indent=2)
+        extra = {"coil_maps": maps or "file", "seconds": seconds or {}}
+        json.dump({**summary(result, source), **extra}, file, indent=2)
     return [ckpt, record]
