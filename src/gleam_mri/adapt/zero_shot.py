@@ -52,8 +52,9 @@ RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")  # what the d
 
 # The network gleam adapt trains when no config or checkpoint says otherwise: a MoDL-style
 # unrolled network (conjugate-gradient data consistency, as ZS-SSDU) with a small ResNet, sized
-# so that a 2D 8-coil 256 x 256 slice trains in minutes on two CPU cores; greedy over its
-# iterations (GLEAM). Held-out sets are whole lines of a line mask, drawn uniformly
+# so that gleam adapt on a 2D 8-coil 256 x 256 slice takes at most 5 minutes on two CPU cores
+# (16 features, 200 steps: benchmarks/adapt_time.py; 32 features and 300 steps took 10 minutes
+# for 1.2 dB more there, which --large buys back); greedy over its iterations (GLEAM). Held-out sets are whole lines of a line mask, drawn uniformly
 # (SPLITS): on the real brain with random lines this kept 28.59 / 23.18 dB at 4x / 8x against
 # 28.18 / 21.66 with SSDU's Gaussian points, whose validation loss kept falling at 8x while the
 # image got worse (benchmarks/adapt_probe.py, RESULTS).
@@ -64,7 +65,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "name": "modl",
         "unrolls": 6,
         "regularizer": "resnet",
-        "features": 32,
+        "features": 16,
         "blocks": 3,
         "dc": {"cg_iters": 6},
     },
@@ -77,7 +78,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 # gleam adapt --large: a deeper network trained longer on two splits per step (about 5x the
 # time); on the real brain it kept 29.22 / 23.65 dB at 4x / 8x (RESULTS, adapt_probe.py)
-LARGE_OVERRIDES = ("model.unrolls=8", "model.dc.cg_iters=8")
+LARGE_OVERRIDES = ("model.unrolls=8", "model.dc.cg_iters=8", "model.features=32")
 LARGE_SCHEDULE: dict[str, int] = {"batch_size": 2, "steps": 400, "patience": 20}
 
 
@@ -85,7 +86,7 @@ LARGE_SCHEDULE: dict[str, int] = {"batch_size": 2, "steps": 400, "patience": 20}
 class AdaptOptions:
     """The scan-specific training schedule (see the module docstring)."""
 
-    steps: int = field(default=300, metadata=at_least(1))  # at most
+    steps: int = field(default=200, metadata=at_least(1))  # at most
     val_every: int = field(default=10, metadata=at_least(1))
     patience: int = field(default=10, metadata=at_least(1))  # validations without improvement
     val_fraction: float = 0.2  # Gamma: share of the measured samples held out for validation
