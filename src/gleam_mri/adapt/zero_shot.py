@@ -54,10 +54,11 @@ RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")  # what the d
 # unrolled network (conjugate-gradient data consistency, as ZS-SSDU) with a small ResNet, sized
 # so that gleam adapt on a 2D 8-coil 256 x 256 slice takes at most 5 minutes on two CPU cores
 # (16 features, 200 steps: benchmarks/adapt_time.py; 32 features and 300 steps took 10 minutes
-# for 1.2 dB more there, which --large buys back); greedy over its iterations (GLEAM). Held-out sets are whole lines of a line mask, drawn uniformly
-# (SPLITS): on the real brain with random lines this kept 28.59 / 23.18 dB at 4x / 8x against
-# 28.18 / 21.66 with SSDU's Gaussian points, whose validation loss kept falling at 8x while the
-# image got worse (benchmarks/adapt_probe.py, RESULTS).
+# for 1.2 dB more there, which --large buys back); greedy over its iterations (GLEAM).
+# Held-out sets are whole lines of a line mask, drawn uniformly (SPLITS): on the real brain with
+# random lines (32 features, 300 steps) this kept 28.59 / 23.18 dB at 4x / 8x against 28.18 /
+# 21.66 with SSDU's Gaussian points, whose validation loss kept falling at 8x while the image got
+# worse (benchmarks/adapt_probe.py, RESULTS).
 SPLITS: dict[str, Any] = dict(HELD_OUT_LINES)
 DEFAULT_CONFIG: dict[str, Any] = {
     "name": "adapt",
