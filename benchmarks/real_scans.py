@@ -21,7 +21,8 @@ method of a case uses the same coil maps, those ``gleam adapt`` chooses on the u
 
 Metrics (fastMRI PSNR / SSIM of the magnitude against the file's ``reconstruction_rss``, full
 size) are averaged over the seeds with a 95 % t-interval (seeds as the unit); seconds are the
-method alone on this machine. Writes ``results.json`` (every row), ``table.md`` (the table and
+method alone on this machine. Each finished case is kept in ``OUT/cases/``: the same command
+continues an interrupted run. Writes ``results.json`` (every row), ``table.md`` (the table and
 which of the issue's targets are met) and ``grid-<scan>-R<R>.png`` (reference, each method and
 its error) for the first seed of the 8 % family. The pretrained prior of the issue does not exist
 yet: it has no row.
@@ -37,12 +38,15 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gleam_mri.adapt.zero_shot import AdaptOptions
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits
 from gleam_mri.data.fastmri import read_fastmri
+from gleam_mri.selfsup.split import SplitError
+from gleam_mri.training.data import splitter_from_config
+from gleam_mri.training.run_config import config_from_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_brain  # cases, classical methods, BART
-from real_brain_nets import adapt_method
+from real_brain_nets import adapt_method, measured_batch
 from real_brain_report import save_grid
 
 SCANS = {
@@ -78,8 +82,36 @@ def interval(values: list[float]) -> tuple[float, float]:
     return mean, float(half)
 
 
+def adapt_refusal(case: real_brain.Case) -> str | None:
+    """Why ``gleam adapt`` cannot train on the case (too few lines to split), or ``None``."""
+    splitter = splitter_from_config(config_from_dict(DEFAULT_CONFIG).ssdu)
+    try:
+        Splits([measured_batch(case)], AdaptOptions(), splitter)
+    except SplitError as err:
+        return str(err)
+    return None
+
+
+def cached(folder: Path, name: str) -> dict | None:
+    """The rows and info of a case an earlier run of the same ``--out`` finished, if any."""
+    path = (
+        folder / "cases" / (name.replace("|", "_").replace(" ", "-").replace("%", "pc") + ".json")
+    )
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def store(folder: Path, name: str, done: dict) -> None:
+    """Keep a finished case (``cached`` reads it back), so that a run can be continued."""
+    path = (
+        folder / "cases" / (name.replace("|", "_").replace(" ", "-").replace("%", "pc") + ".json")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(done, indent=1) + "\n")
+
+
 def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, list[str]]:
-    """Every (scan, family, R, seed) case with every method: rows, case infos, skip notes."""
+    """Every (scan, family, R, seed) case with every method: rows, case infos, skip notes.
+    Cases finished by an earlier run into the same ``--out`` are read back, not run again."""
     rows, infos, notes = [], {}, []
     adapt_log: dict[str, dict] = {}
     for scan in args.scans:
@@ -91,12 +123,24 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                     notes.append(f"{scan}, {family}, {r:g}x: the centre alone exceeds 1/{r:g}")
                     continue
                 for seed in args.seeds:
+                    name = f"{scan}|{family}|R{r:g}|s{seed}"
+                    done = cached(args.out, name)
+                    if done is not None:
+                        rows += done["rows"]
+                        infos[name] = done["info"]
+                        notes += done["notes"]
+                        continue
                     fraction = center_fraction(family, width)
                     case = real_brain.undersampled_case(path, r, fraction, seed, MAPS)
-                    case.name = f"{scan}|{family}|R{r:g}|s{seed}"
+                    case.name = name
                     methods = real_brain.default_methods(bart)
+                    case_notes = []
                     if scan in args.adapt_scans:
-                        methods[ADAPT] = adapt_method(None, AdaptOptions(), adapt_log)
+                        refusal = adapt_refusal(case)
+                        if refusal is None:
+                            methods[ADAPT] = adapt_method(None, AdaptOptions(), adapt_log)
+                        else:
+                            case_notes.append(f"{name}: gleam adapt refuses ({refusal})")
                     sweeps = {"BART CS": real_brain.default_sweeps(bart)["BART CS"]} if bart else {}
                     result = real_brain.run(methods, [case], sweeps)
                     for row in result.rows:
@@ -106,6 +150,12 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                             row.update(adapt_log.get(case.name, {}))
                     rows += result.rows
                     infos[case.name] = result.cases[case.name]
+                    notes += case_notes
+                    store(
+                        args.out,
+                        name,
+                        {"rows": result.rows, "info": infos[name], "notes": case_notes},
+                    )
                     if seed == args.seeds[0] and family == FAMILIES[0]:
                         grid = args.out / f"grid-{scan}-R{r:g}.png"
                         save_grid(
