@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> Results | None:
     parser.add_argument(
         "--maps",
         default=f"{DEFAULT_MAPS.tool}:{DEFAULT_MAPS.kernel}:{DEFAULT_MAPS.crop:g}",
-        help="TOOL:KERNEL:CROP, TOOL espirit or bart",
+        help="TOOL:KERNEL:CROP, TOOL espirit or bart; or adapt-auto, adapt-jsense, adapt-espirit "
+        "(gleam adapt's maps; KERNEL and CROP ignored, e.g. adapt-auto:0:0)",
     )
     parser.add_argument("--no-poisson", action="store_true", help="skip the Poisson-disc scan")
     parser.add_argument(
