@@ -169,8 +169,7 @@ def estimate_maps(
         from gleam_mri.recon.coil_maps import maps_estimator
 
         chooser = maps_estimator(maps.tool.removeprefix("adapt-"))
-        measured = mask.expand(1, *kspace.shape[1:]) * (kspace.abs().sum(0, keepdim=True) > 0)
-        estimated = chooser(kspace, measured, 2)
+        estimated = chooser(kspace, mask, 2)  # the chooser finds the measured samples
         choice = chooser.choices[-1]
         return estimated, {"maps_chosen": choice.chosen, "maps_losses": choice.losses}
     if maps.tool != "bart":

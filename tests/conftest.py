@@ -17,6 +17,22 @@ SHARED_DATA = Path(
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(scope="session")
+def tiny_2d_data(tmp_path_factory):
+    """``make(name, seed) -> folder``: 2 synthetic 2D volumes of 2 slices (16 x 12, 3 coils),
+    one for training and one for validation, written under a fresh temporary folder."""
+    from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    def make(name: str, seed: int) -> Path:
+        root = tmp_path_factory.mktemp(name) / "data"
+        spec = SyntheticSpec(n_volumes=2, slices_per_volume=2, shape=(16, 12), n_coils=3, seed=seed)
+        spec.splits = {"train": 0.5, "val": 0.5, "test": 0.0}
+        write_synthetic_dataset(root, spec, progress=False)
+        return root
+
+    return make
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from gleam_mri import cli
-from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.models.unrolled import UnrolledNet
 from gleam_mri.schema import at_least
 from gleam_mri.training.strategies import STRATEGIES, StrategyOptions
@@ -64,12 +63,8 @@ def registered(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("halved") / "data"
-    spec = SyntheticSpec(n_volumes=2, slices_per_volume=2, shape=(16, 12), n_coils=3, seed=2)
-    spec.splits = {"train": 0.5, "val": 0.5, "test": 0.0}
-    write_synthetic_dataset(root, spec, progress=False)
-    return root
+def data(tiny_2d_data) -> Path:
+    return tiny_2d_data("halved", seed=2)
 
 
 def test_gleam_train_trains_it(registered, data, tmp_path):

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from gleam_mri.config import ConfigError
-from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.training import loop
 from gleam_mri.training.checkpoint import load_checkpoint
 from gleam_mri.training.loop import fit, read_metrics_log
@@ -24,12 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("selection") / "data"
-    spec = SyntheticSpec(n_volumes=2, slices_per_volume=2, shape=(16, 12), n_coils=3, seed=4)
-    spec.splits = {"train": 0.5, "val": 0.5, "test": 0.0}
-    write_synthetic_dataset(root, spec, progress=False)
-    return root
+def data(tiny_2d_data) -> Path:
+    return tiny_2d_data("selection", seed=4)
 
 
 def config(data: Path, out: Path, *extra: str):

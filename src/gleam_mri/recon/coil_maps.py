@@ -32,6 +32,7 @@ from gleam_mri.data.batch import MRIBatch
 from gleam_mri.data.datasets import espirit_estimate
 from gleam_mri.physics.operators import SenseOp
 from gleam_mri.recon.classical import cg_sense
+from gleam_mri.selfsup.data import measured_samples
 from gleam_mri.selfsup.loss import KspaceLoss
 from gleam_mri.selfsup.split import HELD_OUT_LINES, SplitError, Splitter
 
@@ -149,11 +150,6 @@ class MapsChoice:
     chosen: str
     losses: dict[str, float] = field(default_factory=dict)
 
-    def describe(self) -> str:
-        """One line for the user."""
-        tried = ", ".join(f"{name} {loss:.4g}" for name, loss in self.losses.items())
-        return f"coil maps: {self.chosen} (held-out loss {tried})"
-
 
 @dataclass
 class ChosenMaps:
@@ -168,9 +164,7 @@ class ChosenMaps:
 
     def __call__(self, kspace: torch.Tensor, mask: torch.Tensor, fft_ndim: int) -> torch.Tensor:
         """Maps ``(C, *D)`` of the candidate with the lowest held-out loss."""
-        measured = (mask != 0).expand(1, *kspace.shape[1:]) & (
-            kspace.abs().sum(dim=0, keepdim=True) > 0
-        )
+        measured = measured_samples(kspace, mask)
         if kspace.ndim != 3 or fft_ndim != 2 or len(self.candidates) == 1:
             return self._use(self.fallback, kspace, measured, fft_ndim)
         splitter = Splitter(keep_calibration=True, **HELD_OUT_LINES)

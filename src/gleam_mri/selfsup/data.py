@@ -26,11 +26,16 @@ from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.selfsup.split import SplitError, Splitter
 
 
+def measured_samples(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Bool ``(1, *D)``: where ``mask`` (broadcastable to ``(1, *D)``) samples and some coil of
+    ``kspace`` ``(C, *D)`` is nonzero."""
+    sampled = (mask != 0).expand(1, *kspace.shape[1:])
+    return sampled & (kspace.abs().sum(dim=0, keepdim=True) > 0)
+
+
 def measured_mask(batch: MRIBatch, index: int) -> torch.Tensor:
     """Bool ``(1, *D)``: the measured samples of item ``index`` (mask and nonzero k-space)."""
-    kspace = batch.kspace[index]
-    sampled = (batch.mask[index] != 0).expand(1, *kspace.shape[1:])
-    return sampled & (kspace.abs().sum(dim=0, keepdim=True) > 0)
+    return measured_samples(batch.kspace[index], batch.mask[index])
 
 
 def with_split(batch: MRIBatch, index: int, network: torch.Tensor, loss: torch.Tensor) -> MRIBatch:
