@@ -30,7 +30,9 @@ import torch
 
 from gleam_mri.adapt.scan import Scan
 from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, adapt, adapt_config
+from gleam_mri.config import config_to_dict
 from gleam_mri.inference import load_run, reconstruct
+from gleam_mri.inference.priors import shipped_start
 from gleam_mri.training.run_config import config_from_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,13 +55,18 @@ def network_method(checkpoint: Path):
     return lambda case: reconstruct(run, case.batch())[0]
 
 
-def adapt_method(init: Path | None, options: AdaptOptions, log: dict):
-    """``case -> complex image (H, W)``: ``gleam adapt`` on the case (from ``init`` if given)."""
+def adapt_method(init: Path | None, options: AdaptOptions, log: dict, prior: bool = False):
+    """``case -> complex image (H, W)``: ``gleam adapt`` on the case, from ``init`` if given, else
+    from the shipped 2D prior (``prior``: what ``gleam adapt FILE`` does) or from scratch."""
 
     def method(case: real_brain.Case) -> torch.Tensor:
         if init is None:
             cfg, initial = config_from_dict(DEFAULT_CONFIG), None
             cfg.train.device = "cpu"
+            if prior:
+                initial, start = shipped_start("2d", config_to_dict(cfg)["model"])
+                if initial is None:
+                    raise RuntimeError(f"gleam adapt would start from {start}")
         else:
             cfg, initial = adapt_config(init, "cpu")
         scan = Scan(Path(case.name), "2d", {}, [measured_batch(case)])

@@ -16,16 +16,17 @@ method of a case uses the same coil maps, those ``gleam adapt`` chooses on the u
 - BART ``pics`` l1-wavelet at the fixed weight 0.01, and tuned on the reference (the best PSNR
   over ``real_brain.CS_GRID``: an upper bound); left out with a note when ``bart`` is absent;
 - the project's CS, its weight chosen on held-out lines (no reference);
-- ``gleam adapt`` from scratch at its defaults (with its comparison against CS), on the scans of
-  ``--adapt-scans`` (``none`` leaves it out; it is the slow row).
+- the shipped 2D prior alone (``gleam recon --model brain-2d``: trained on simulated heads);
+- ``gleam adapt`` at its defaults (with its comparison against CS) from the shipped prior (what
+  ``gleam adapt FILE`` does) and from scratch (``--init none``), on the scans of
+  ``--adapt-scans`` (``none`` leaves them out; they are the slow rows).
 
 Metrics (fastMRI PSNR / SSIM of the magnitude against the file's ``reconstruction_rss``, full
 size) are averaged over the seeds with a 95 % t-interval (seeds as the unit); seconds are the
 method alone on this machine. Each finished case is kept in ``OUT/cases/``: the same command
 continues an interrupted run. Writes ``results.json`` (every row), ``table.md`` (the table and
 which of the issue's targets are met) and ``grid-<scan>-R<R>.png`` (reference, each method and
-its error) for the first seed of the 8 % family. The pretrained prior of the issue does not exist
-yet: it has no row.
+its error) for the first seed of the 8 % family.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ from scipy import stats
 
 from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits
 from gleam_mri.data.fastmri import read_fastmri
+from gleam_mri.inference.priors import prior_path
 from gleam_mri.selfsup.split import SplitError
 from gleam_mri.training.data import splitter_from_config
 from gleam_mri.training.run_config import config_from_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_brain  # cases, classical methods, BART
-from real_brain_nets import adapt_method, measured_batch
+from real_brain_nets import adapt_method, measured_batch, network_method
 from real_brain_report import save_grid
 
 SCANS = {
@@ -57,7 +59,9 @@ SCANS = {
 }
 FAMILIES = ("8% centre", "24 lines")
 ACCELERATIONS = (4.0, 8.0)
-ADAPT = "gleam adapt (scratch)"
+ADAPT = "gleam adapt (prior)"  # the default: the issue's targets are checked on it
+SCRATCH = "gleam adapt (scratch)"
+PRIOR = "prior alone"
 BART_FIXED = f"BART CS lam={real_brain.CS_LAM:g}"
 ZERO_FILLED = "zero-filled RSS"
 MAPS = real_brain.Maps("adapt-auto")
@@ -113,7 +117,7 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
     """Every (scan, family, R, seed) case with every method: rows, case infos, skip notes.
     Cases finished by an earlier run into the same ``--out`` are read back, not run again."""
     rows, infos, notes = [], {}, []
-    adapt_log: dict[str, dict] = {}
+    adapt_log: dict[str, dict] = {ADAPT: {}, SCRATCH: {}}
     for scan in args.scans:
         path = real_brain.SHARED / SCANS[scan]
         width = int(read_fastmri(path, slices=0).kspace.shape[-1])
@@ -134,11 +138,14 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                     case = real_brain.undersampled_case(path, r, fraction, seed, MAPS)
                     case.name = name
                     methods = real_brain.default_methods(bart)
+                    methods[PRIOR] = network_method(prior_path("brain-2d"))
                     case_notes = []
                     if scan in args.adapt_scans:
                         refusal = adapt_refusal(case)
                         if refusal is None:
-                            methods[ADAPT] = adapt_method(None, AdaptOptions(), adapt_log)
+                            options = AdaptOptions()
+                            methods[ADAPT] = adapt_method(None, options, adapt_log[ADAPT], True)
+                            methods[SCRATCH] = adapt_method(None, options, adapt_log[SCRATCH])
                         else:
                             case_notes.append(f"{name}: gleam adapt refuses ({refusal})")
                     sweeps = {"BART CS": real_brain.default_sweeps(bart)["BART CS"]} if bart else {}
@@ -146,8 +153,8 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                     for row in result.rows:
                         row.update(scan=scan, family=family, R=r, seed=seed)
                         row.pop("case")
-                        if row["method"] == ADAPT:
-                            row.update(adapt_log.get(case.name, {}))
+                        if row["method"] in adapt_log:
+                            row.update(adapt_log[row["method"]].get(case.name, {}))
                     rows += result.rows
                     infos[case.name] = result.cases[case.name]
                     notes += case_notes
@@ -199,7 +206,7 @@ def aggregate(rows: list[dict], infos: dict) -> list[dict]:
         }
         if "lam" in members[0]:
             entry["lam"] = ", ".join(sorted({f"{m['lam']:g}" for m in members}))
-        if method == ADAPT:
+        if method in (ADAPT, SCRATCH):
             entry["kept"] = ", ".join(str(m.get("kept", "?")) for m in members)
         table.append(entry)
     return table

@@ -146,7 +146,7 @@ def test_real_scans_table_reports_seed_intervals_and_the_maps_chosen(tmp_path):
     scans.main([*args, "--accelerations", "4", "--adapt-scans", "none", "--no-bart"])
     table = json.loads((tmp_path / "results.json").read_text())["table"]
     methods = {t["method"] for t in table}
-    assert {"zero-filled RSS", "CS (project), held-out"} <= methods
+    assert {"zero-filled RSS", "CS (project), held-out", "prior alone"} <= methods
     assert all(t["seeds"] == 2 and t["family"] == "8% centre" for t in table)  # 24 lines: none
     assert all(t["maps"] and "/2" in t["maps"] for t in table)
     report = (tmp_path / "table.md").read_text()

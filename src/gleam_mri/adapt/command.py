@@ -25,9 +25,11 @@ compressed sensing (its weight chosen on the same validation set) and whichever 
 held-out samples better writes the image, so it is never worse than CS by that measure (2D and
 cine; --no-cs skips it). The final image uses every measured sample. Files without coil maps
 get ESPIRiT or JSENSE maps from their measured samples, whichever predicts held-out lines better
-(--maps). Starts from scratch (a MoDL network trained greedily, GLEAM; about 5 minutes for a 2D
-8-coil 256 x 256 slice on two CPU cores, --large for a deeper network trained longer) or
-fine-tunes a gleam train checkpoint (--init). Also writes OUT/adapt.pt (a checkpoint gleam recon
+(--maps). The network (a MoDL network trained greedily, GLEAM; about 5 minutes for a 2D 8-coil
+256 x 256 slice on two CPU cores, --large for a deeper network trained longer) starts from the
+prior shipped for the scan's kind (2D: brain-2d, trained on simulated heads; see gleam recon
+--model), or from scratch where none fits (--init none: always), or fine-tunes a gleam train
+checkpoint (--init FILE). Also writes OUT/adapt.pt (a checkpoint gleam recon
 reads: the network, whichever image was written) and OUT/adapt.json (the kept step, the
 validation curve, the comparison with CS, the coil maps, the time of each part and the peak
 memory of a training step). The training state is saved at every validation in
@@ -49,7 +51,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("input", type=Path, help="fastMRI .h5, ISMRMRD .h5, twix .dat or BART .cfl")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument("--init", type=Path, default=None, help="gleam train checkpoint to fine-tune")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="FILE|NAME|none",
+        help="weights to start from: a gleam train checkpoint, a shipped prior's name, or none "
+        "(from scratch); default: the shipped prior of the scan's kind when the network is the "
+        "default one, else from scratch",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -175,6 +184,32 @@ def _mask_spec(text: str | None) -> dict | None:
     return spec
 
 
+def _init_path(init: str | None) -> Path | None:
+    """``--init``: a file, or a shipped prior's name (its file); None for none and the default."""
+    if init is None or init == "none":
+        return None
+    if Path(init).is_file():
+        return Path(init)
+    from gleam_mri.inference.priors import PriorError, prior_path
+
+    try:
+        return prior_path(init)
+    except PriorError as err:
+        raise ValueError(f"--init {init}: no such file, and {err}") from None
+
+
+def _initial_weights(args, cfg, scan, initial) -> tuple[dict | None, str]:
+    """The weights adapt starts from and where they come from (for the output and adapt.json):
+    ``--init``'s, else the shipped prior of the scan's kind when the network is its network."""
+    if initial is not None:
+        return initial, str(args.init)
+    if args.init == "none" or args.config is not None:
+        return None, "scratch"
+    from gleam_mri.inference.priors import shipped_start
+
+    return shipped_start(scan.kind, config_to_dict(cfg)["model"])
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``gleam adapt``: load, train, reconstruct, write; prints what was kept and the memory."""
     from gleam_mri.adapt.zero_shot import LARGE_OVERRIDES
@@ -183,15 +218,16 @@ def run_command(args: argparse.Namespace) -> int:
 
     options = _options(args)
     mask_spec = _mask_spec(args.mask)
+    init = _init_path(args.init)
     if args.config is not None:
         cfg = load_config(args.config)
         base, initial = config_to_dict(cfg), None
-        if args.init is not None:
+        if init is not None:
             raise ValueError("give --config or --init, not both (a checkpoint has its own config)")
     else:
         from gleam_mri.adapt.zero_shot import adapt_config
 
-        cfg, initial = adapt_config(args.init, args.device)
+        cfg, initial = adapt_config(init, args.device)
         base = config_to_dict(cfg)
     base["train"].update({"supervision": "self", "device": args.device, "seed": args.seed})
     if mask_spec is not None:  # recorded, so gleam recon with adapt.pt undersamples alike
@@ -226,12 +262,15 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     )
     if scan.maps_choices:
         print(describe_maps(scan.maps_choices))
+    initial, init = _initial_weights(args, cfg, scan, initial)
+    print(f"network: {cfg.model.name}, starts from {init}")
     identity = {
         "input": str(Path(args.input).resolve()),
         "config": config_to_dict(cfg),
         "options": asdict(options),
         "mask": mask_spec,
         "slab": [args.slab, args.overlap],
+        "init": init,
     }
     result = adapt(
         scan,
@@ -247,7 +286,7 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     written = write_outputs(result.volume, stem, args.out, formats, scan.header, scan.kind)
     seconds = {"loading_and_maps": loading, "training": result.train_seconds}
     seconds["total"] = time.perf_counter() - start  # adapt.pt and adapt.json still to write
-    written += save_adapted(result, scan, args.out, str(args.input), seconds)
+    written += save_adapted(result, scan, args.out, str(args.input), seconds, init)
     remove_state(args.out)  # the run is complete: adapt.pt holds what it kept
     best = next(h for h in result.history if h["step"] == result.best_step)
     why = "stopped early: no better validation" if result.stopped_early else "step limit"

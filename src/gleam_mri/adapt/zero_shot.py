@@ -327,9 +327,11 @@ def save_adapted(
     out: str | Path,
     source: str,
     seconds: dict[str, float] | None = None,
+    init: str = "scratch",
 ) -> list[Path]:
     """Write ``OUT/adapt.pt`` (the kept weights; ``gleam recon`` reads it) and ``adapt.json``
-    (with ``seconds``: the wall time of the run's parts, when given)."""
+    (with ``seconds``: the wall time of the run's parts, when given, and ``init``: where the
+    starting weights came from)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config_to_dict(result.config)
@@ -350,6 +352,6 @@ def save_adapted(
     record = out / "adapt.json"
     maps = [{"method": c.chosen, "heldout_losses": c.losses} for c in scan.maps_choices]
     with atomic_write(record, "w", encoding="utf-8") as file:
-        extra = {"coil_maps": maps or "file", "seconds": seconds or {}}
+        extra = {"coil_maps": maps or "file", "seconds": seconds or {}, "init": init}
         json.dump({**summary(result, source), **extra}, file, indent=2)
     return [ckpt, record]

@@ -27,11 +27,20 @@ def add_parser(subparsers: Any) -> None:
         description="Write OUT/<name>.h5 (dataset 'reconstruction'), .nii.gz, .png and, with "
         "--formats ...,dcm, a DICOM series in OUT/<name>_dicom/. Files "
         "with their own mask are used as they are; fully sampled files are undersampled with "
-        "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT maps.",
+        "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT maps. "
+        "--model NAME uses a network shipped with the package instead of a checkpoint.",
     )
-    p.add_argument("checkpoint", type=Path, help="checkpoint written by gleam train")
+    p.add_argument(
+        "checkpoint", type=Path, nargs="?", help="checkpoint written by gleam train (or --model)"
+    )
     p.add_argument(
         "inputs", nargs="+", type=Path, help="fastMRI .h5, ISMRMRD .h5, twix .dat or BART .cfl"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a shipped prior instead of a checkpoint: " + _shipped(),
     )
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument(
@@ -40,6 +49,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-undersample", action="store_true", help="use all measured k-space")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run_recon)
+
+
+def _shipped() -> str:
+    from gleam_mri.inference.priors import prior_names
+
+    return ", ".join(prior_names()) or "none shipped"
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -60,9 +75,18 @@ def run_recon(args: argparse.Namespace) -> int:
     from gleam_mri.inference import reconstruct_file
 
     formats = tuple(f.strip() for f in args.formats.split(","))
-    for path in args.inputs:
+    checkpoint, inputs = args.checkpoint, list(args.inputs)
+    if args.model is not None:  # every positional is an input
+        from gleam_mri.inference.priors import load_prior, prior_path
+
+        inputs = [p for p in (checkpoint, *inputs) if p is not None]
+        load_prior(args.model)  # a clear error for an unknown name or a damaged file
+        checkpoint = prior_path(args.model)
+    elif checkpoint is None:
+        raise ValueError("give a checkpoint (written by gleam train) or --model NAME")
+    for path in inputs:
         written = reconstruct_file(
-            args.checkpoint,
+            checkpoint,
             path,
             args.out,
             formats=formats,
