@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from gleam_mri import cli
+from gleam_mri.data.fastmri import read_fastmri, write_fastmri
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.inference.priors import (
     PriorError,
@@ -81,6 +83,12 @@ def test_gleam_recon_with_a_shipped_model(scan, tmp_path, capsys):
         assert hf["reconstruction"].shape == (1, 48, 40)
     assert cli.main(["recon", "--model", "knee", str(scan), "-o", str(out)]) == 2
     assert "no shipped prior named 'knee'" in capsys.readouterr().err
+    vol = read_fastmri(scan)  # without maps: estimated as gleam adapt estimates them
+    write_fastmri(tmp_path / "nomaps.h5", vol.kspace, reconstruction_rss=vol.reconstruction_rss)
+    assert cli.main(["recon", "--model", NAME, str(tmp_path / "nomaps.h5"), "-o", str(out)]) == 0
+    with h5py.File(out / "nomaps.h5") as hf:
+        image = hf["reconstruction"][()]
+    assert image.shape == (1, 48, 40) and np.isfinite(image).all() and image.max() > 0
 
 
 def test_gleam_adapt_starts_from_the_prior_of_the_scan_kind(scan, tmp_path, capsys):

@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> None:
         description="Write OUT/<name>.h5 (dataset 'reconstruction'), .nii.gz, .png and, with "
         "--formats ...,dcm, a DICOM series in OUT/<name>_dicom/. Files "
         "with their own mask are used as they are; fully sampled files are undersampled with "
-        "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT maps. "
+        "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT or JSENSE "
+        "maps, whichever predicts held-out lines better (as in gleam adapt). "
         "--model NAME uses a network shipped with the package instead of a checkpoint.",
     )
     p.add_argument(

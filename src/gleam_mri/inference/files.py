@@ -21,6 +21,7 @@ from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.fastmri import inspect_fastmri
 from gleam_mri.inference.engine import load_run, reconstruct
 from gleam_mri.inference.outputs import write_outputs
+from gleam_mri.recon.coil_maps import maps_estimator
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
 from gleam_mri.training.run import Run
 
@@ -106,7 +107,8 @@ def reconstruct_file(
     (:mod:`gleam_mri.data.raw`). Files with their own ``mask`` (fastMRI test data) are
     reconstructed as they are. Fully sampled files are undersampled with the checkpoint's
     training mask when ``undersample`` (to see what the network does at that acceleration),
-    else reconstructed from all their k-space. Files without ``maps`` get ESPIRiT maps.
+    else reconstructed from all their k-space. Files without ``maps`` get the maps ``gleam adapt``
+    chooses (:func:`~gleam_mri.recon.coil_maps.maps_estimator`: ESPIRiT or JSENSE per 2D item).
     ``progress(done, total)`` is called once the file is open (``done`` 0) and after every
     slice; an exception it raises stops the reconstruction (cancellation, time limits).
     """
@@ -136,7 +138,8 @@ def reconstruct_with_run(
                 run, converted, out_dir, formats, undersample, progress, stem
             )
     info = inspect_fastmri(path)
-    maps = run.cfg.data.maps if info.has_maps else "espirit"
+    # a small calibration region wrecks ESPIRiT: choose as gleam adapt chooses
+    maps = run.cfg.data.maps if info.has_maps else maps_estimator("auto")
     mask = run.cfg.data.mask if undersample and not info.has_mask else None
     dataset = open_dataset(path, mask, maps, deterministic_masks=True)
     slab = run.cfg.data.slab if info.kind == "3d" else None
