@@ -188,12 +188,10 @@ def _init_path(init: str | None) -> Path | None:
     """``--init``: a file, or a shipped prior's name (its file); None for none and the default."""
     if init is None or init == "none":
         return None
-    if Path(init).is_file():
-        return Path(init)
-    from gleam_mri.inference.priors import PriorError, prior_path
+    from gleam_mri.inference.priors import PriorError, resolve_prior
 
     try:
-        return prior_path(init)
+        return resolve_prior(init)
     except PriorError as err:
         raise ValueError(f"--init {init}: no such file, and {err}") from None
 

@@ -73,26 +73,22 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_recon(args: argparse.Namespace) -> int:
     """Reconstruct each input and print the files written; 0 on success."""
-    from gleam_mri.inference import reconstruct_file
+    from gleam_mri.inference import load_run, reconstruct_with_run
 
     formats = tuple(f.strip() for f in args.formats.split(","))
-    checkpoint, inputs = args.checkpoint, list(args.inputs)
+    inputs = list(args.inputs)
     if args.model is not None:  # every positional is an input
-        from gleam_mri.inference.priors import load_prior, prior_path
+        from gleam_mri.inference.priors import load_prior
 
-        inputs = [p for p in (checkpoint, *inputs) if p is not None]
-        load_prior(args.model)  # a clear error for an unknown name or a damaged file
-        checkpoint = prior_path(args.model)
-    elif checkpoint is None:
+        inputs = [p for p in (args.checkpoint, *inputs) if p is not None]
+        run, _ = load_prior(args.model, args.device)
+    elif args.checkpoint is None:
         raise ValueError("give a checkpoint (written by gleam train) or --model NAME")
+    else:
+        run, _ = load_run(args.checkpoint, args.device)
     for path in inputs:
-        written = reconstruct_file(
-            checkpoint,
-            path,
-            args.out,
-            formats=formats,
-            undersample=not args.no_undersample,
-            device=args.device,
+        written = reconstruct_with_run(
+            run, path, args.out, formats=formats, undersample=not args.no_undersample
         )
         for w in written:
             print(w)

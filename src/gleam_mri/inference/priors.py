@@ -36,6 +36,7 @@ __all__ = [
     "load_prior",
     "prior_for_kind",
     "prior_names",
+    "resolve_prior",
     "shipped_start",
 ]
 
@@ -62,15 +63,22 @@ def prior_path(name: str, folder: Path = PRIORS_DIR) -> Path:
     return path
 
 
+def resolve_prior(name_or_path: str | Path) -> Path:
+    """The file of a prior given by file (an existing file, or anything written as a path) or
+    by a shipped prior's name (:func:`prior_path`: :class:`PriorError` when unknown)."""
+    path = Path(name_or_path)
+    if path.is_file() or path.suffix or len(path.parts) > 1:
+        return path
+    return prior_path(str(name_or_path))
+
+
 def load_prior(name_or_path: str | Path, device: str = "auto") -> tuple[Run, dict[str, Any]]:
     """The prior's network ready for reconstruction, and its ``prior`` record.
 
     ``name_or_path``: a shipped prior's name or a prior file. Raises :class:`PriorError` naming
     the file when it is unreadable, lacks its record, or its weights do not fit its config.
     """
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = prior_path(str(name_or_path))
+    path = resolve_prior(name_or_path)
     try:
         run, ckpt = load_run(path, device)
     except Exception as err:  # corrupt file, missing entries, weights of another network

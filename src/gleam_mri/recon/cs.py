@@ -6,8 +6,8 @@ the problem of BART's ``pics -R W:...``, solved as BART solves it: sigpy's accel
 gradient (FISTA, :data:`ITERATIONS` iterations) on sigpy's SENSE operator, with Daubechies-2
 wavelets cycle-spun (a new random circular shift of the image at every iteration) and the
 coarsest band left unthresholded; 2D and 3D over every encoded axis, cine frame by frame.
-sigpy's own ``L1WaveletRecon`` (Daubechies-4, one fixed grid, every band thresholded) was 0.9 dB
-below BART at each one's best weight on the real brain (``benchmarks/cs_solver.py``). Items are
+sigpy's own ``L1WaveletRecon`` (Daubechies-4, one fixed grid, every band thresholded) was 0.6-0.8
+dB below BART at each one's best weight on the real brain (``benchmarks/cs_solver.py``). Items are
 normalised as the data sets normalise them (``max |A^H y| = 1``), so one grid of weights fits
 every scan.
 
@@ -49,13 +49,13 @@ SPLITTER = Splitter(**HELD_OUT_LINES)  # gleam adapt's held-out sets
 
 
 def _cycle_spun_wavelet_prox(shape: tuple[int, ...], lam: float, seed: int):
-    """sigpy prox of ``lam ||W x||_1`` for an orthonormal Daubechies transform (:data:`WAVELET`,
-    periodic, as many levels as the smallest axis allows) of the image circularly shifted by a
-    random offset drawn anew at each call (BART's cycle spinning: the blocky artefacts of one
+    """``prox(alpha, x)`` of ``alpha lam ||W x||_1`` (the ``proxg`` of sigpy's gradient method),
+    ``W`` an orthonormal Daubechies transform (:data:`WAVELET`, periodic, as many levels as the
+    smallest axis allows) of the image circularly shifted by a random offset drawn anew at each
+    call (BART's cycle spinning: the blocky artefacts of one
     fixed wavelet grid average out). The coarsest band is not thresholded.
     ``seed`` fixes the offsets: the result depends on the inputs alone."""
     import pywt
-    import sigpy as sp
 
     levels = max(1, pywt.dwt_max_level(min(shape), WAVELET))
     block = 2**levels
@@ -66,20 +66,17 @@ def _cycle_spun_wavelet_prox(shape: tuple[int, ...], lam: float, seed: int):
         magnitude = np.abs(c)
         return c * (np.maximum(magnitude - t, 0) / np.maximum(magnitude, 1e-30))
 
-    class CycleSpunWavelet(sp.prox.Prox):
-        def _prox(self, alpha: float, x: np.ndarray) -> np.ndarray:
-            offset = tuple(int(o) for o in rng.integers(0, block, len(shape)))
-            axes = tuple(range(len(shape)))
-            shifted = np.pad(np.roll(x, offset, axis=axes), pad)
-            bands = pywt.wavedecn(shifted, WAVELET, mode="periodization", level=levels)
-            bands = [bands[0]] + [
-                {k: soft(v, alpha * lam) for k, v in d.items()} for d in bands[1:]
-            ]
-            out = pywt.waverecn(bands, WAVELET, mode="periodization")
-            out = out[tuple(slice(0, n) for n in shape)]
-            return np.roll(out, tuple(-o for o in offset), axis=axes).astype(x.dtype)
+    def prox(alpha: float, x: np.ndarray) -> np.ndarray:
+        offset = tuple(int(o) for o in rng.integers(0, block, len(shape)))
+        axes = tuple(range(len(shape)))
+        shifted = np.pad(np.roll(x, offset, axis=axes), pad)
+        bands = pywt.wavedecn(shifted, WAVELET, mode="periodization", level=levels)
+        bands = [bands[0]] + [{k: soft(v, alpha * lam) for k, v in d.items()} for d in bands[1:]]
+        out = pywt.waverecn(bands, WAVELET, mode="periodization")
+        out = out[tuple(slice(0, n) for n in shape)]
+        return np.roll(out, tuple(-o for o in offset), axis=axes).astype(x.dtype)
 
-    return CycleSpunWavelet(shape)
+    return prox
 
 
 def _solve(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray, lam: float, iters: int):
