@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from gleam_mri.adapt.scan import load_scan
-from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits
+from gleam_mri.adapt.splits import Splits
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.devices import resolve_device
 from gleam_mri.selfsup.split import Splitter

@@ -92,7 +92,7 @@ def probe(case: real_brain.Case, overrides: list[str], fields: dict) -> dict:
     image = (result.volume[0] / case.scale).astype(np.float64)
     steps = [h["step"] for h in result.history]
     return {
-        "image": "CS" if result.comparison and result.comparison.kept == "cs" else "network",
+        "image": result.comparison.kept if result.comparison else "network",
         "kept_step": result.best_step,
         "steps": result.steps,
         "PSNR": volume_metrics(case.reference, image)["PSNR"],

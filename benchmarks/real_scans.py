@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions, Splits
+from gleam_mri.adapt.splits import Splits
+from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions
 from gleam_mri.data.fastmri import read_fastmri
 from gleam_mri.inference.priors import prior_path
 from gleam_mri.selfsup.split import SplitError

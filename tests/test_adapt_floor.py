@@ -1,5 +1,5 @@
 """``gleam adapt`` never below compressed sensing: a network made useless gives CS's image, and
-says so."""
+says so; the blend of the network and CS with the lowest held-out loss is kept."""
 
 from __future__ import annotations
 
@@ -9,11 +9,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from gleam_mri import cli
-from gleam_mri.adapt.floor import cs_volume
+from gleam_mri.adapt.floor import (
+    SHARES,
+    choose_cs_weight,
+    compare_with_cs,
+    cs_images,
+    volume_of,
+)
 from gleam_mri.adapt.scan import load_scan
+from gleam_mri.adapt.splits import Splits
+from gleam_mri.adapt.zero_shot import AdaptOptions
+from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
+from gleam_mri.physics.operators import SenseOp
+from gleam_mri.selfsup.split import HELD_OUT_LINES, Splitter
 from gleam_mri.training.checkpoint import load_checkpoint, save_checkpoint
 
 MASK = "{name: random, center_fractions: [0.16], accelerations: [2]}"
@@ -53,6 +65,42 @@ def test_a_useless_network_gives_the_cs_image_and_says_so(scan_file, tmp_path, c
     record = json.loads((out / "adapt.json").read_text())["compared_with_cs"]
     assert record["kept"] == "cs" and record["cs_heldout_loss"] < record["network_heldout_loss"]
     mask = {"name": "random", "center_fractions": [0.16], "accelerations": [2]}
-    expected = cs_volume(load_scan(scan_file, mask), record["cs_lambda"])
+    scan = load_scan(scan_file, mask)
+    expected = volume_of(scan, cs_images(scan.items, record["cs_lambda"]))
     with h5py.File(out / f"{scan_file.stem}.h5") as hf:
         np.testing.assert_array_equal(hf["reconstruction"][()], expected)
+
+
+class _Fixed:
+    """A stand-in strategy whose 'network' returns a fixed image per call."""
+
+    def __init__(self, image_of) -> None:
+        self.image_of = image_of
+
+    def reconstruct(self, batch):
+        return self.image_of(batch)
+
+
+def _splits(scan_file: Path) -> tuple[Splits, list]:
+    mask = {"name": "random", "center_fractions": [0.16], "accelerations": [2]}
+    scan = load_scan(scan_file, mask)
+    options = AdaptOptions()
+    return Splits(scan.items, options, Splitter(**HELD_OUT_LINES)), scan
+
+
+def test_the_blend_with_the_lowest_heldout_loss_is_kept(scan_file):
+    splits, scan = _splits(scan_file)
+    validation = splits.validation_items()
+    choice = choose_cs_weight(validation)
+    cs = compare_with_cs(
+        _Fixed(lambda b: torch.zeros_like(b.kspace[:, 0])), validation, choice, "cpu"
+    )
+    assert set(cs.losses) == set(SHARES) and cs.kept == "cs" and cs.share == 0.0
+    assert cs.losses[0.0] == pytest.approx(choice.loss)  # share 0 is CS itself
+    # the true image (fully sampled k-space, at the item's scale) beats CS and every blend
+    full = open_dataset(scan_file, None, "file")[0]
+    truth = SenseOp(full.maps, None, 2).adjoint(full.kspace * full.scale / scan.items[0].scale)
+    best = compare_with_cs(_Fixed(lambda b: truth), validation, choice, "cpu")
+    assert best.kept == "network" and best.share == 1.0
+    assert min(best.losses.values()) == best.losses[1.0] < best.losses[0.0]
+    assert "kept the network" in best.describe()

@@ -21,16 +21,16 @@ Train an unrolled network on one scan's own measured k-space, with no fully samp
 samples are split into three disjoint sets: the network's input, its training loss (drawn afresh
 every step) and a fixed validation set; the weights of the best validation step are kept and
 training stops when it no longer improves. The network is then compared with l1-wavelet
-compressed sensing (its weight chosen on the same validation set) and whichever predicts the
-held-out samples better writes the image, so it is never worse than CS by that measure (2D and
-cine; --no-cs skips it). The final image uses every measured sample. Files without coil maps
-get ESPIRiT or JSENSE maps from their measured samples, whichever predicts held-out lines better
-(--maps). The network (a MoDL network trained greedily, GLEAM; about 5 minutes for a 2D 8-coil
+compressed sensing (its weight chosen on the same validation set) and with their blends (25, 50
+or 75% of the network, the rest CS), and whichever predicts the held-out samples best writes the
+image, so it is never worse than CS by that measure (2D and cine; --no-cs skips it). The final
+image uses every measured sample. Files without coil maps get ESPIRiT or JSENSE maps from their
+measured samples, whichever predicts held-out lines better (--maps). The network (a MoDL network trained greedily, GLEAM; about 5 minutes for a 2D 8-coil
 256 x 256 slice on two CPU cores, --large for a deeper network trained longer) starts from the
 prior shipped for the scan's kind (2D: brain-2d, trained on simulated heads; see gleam recon
 --model), or from scratch where none fits (--init none: always), or fine-tunes a gleam train
 checkpoint (--init FILE). Also writes OUT/adapt.pt (a checkpoint gleam recon
-reads: the network, whichever image was written) and OUT/adapt.json (the kept step, the
+reads: the network alone, whichever image was written) and OUT/adapt.json (the kept step, the
 validation curve, the comparison with CS, the coil maps, the time of each part and the peak
 memory of a training step). The training state is saved at every validation in
 OUT/adapt-train/last.pt (removed once the outputs are written): a run that was killed continues
@@ -126,8 +126,9 @@ def add_parser(sub: Any) -> None:
         "--cs",
         action=argparse.BooleanOptionalAction,
         default=defaults.cs,
-        help="after training, compare the network with l1-wavelet compressed sensing on the "
-        "held-out samples and write whichever predicts them better (2D and cine; default: on)",
+        help="after training, compare the network, l1-wavelet compressed sensing and their "
+        "blends on the held-out samples and write whichever predicts them best (2D and cine; "
+        "default: on)",
     )
     p.add_argument(
         "--maps",
@@ -297,8 +298,10 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
         f"(strategy {result.strategy}; {result.memory_method})"
     )
     if result.comparison is not None:
-        written_by = "CS" if result.comparison.kept == "cs" else "the network"
-        print(f"{result.comparison.describe()}; the image written is {written_by}'s")
+        written_by = {"cs": "CS's", "network": "the network's"}.get(
+            result.comparison.kept, "that blend"
+        )
+        print(f"{result.comparison.describe()}; the image written is {written_by}")
     print(
         f"{seconds['total']:.0f} s in all: {loading:.0f} s reading the scan and estimating coil "
         f"maps, {result.train_seconds:.0f} s training, the rest comparing with CS and writing"

@@ -1,10 +1,13 @@
-"""``gleam adapt`` never below compressed sensing: the network and l1-wavelet CS judged alike.
+"""``gleam adapt`` never below compressed sensing: the network, l1-wavelet CS and their blends
+judged alike.
 
-After training, the network (its kept weights) and CS (:mod:`gleam_mri.recon.cs`, its weight
-chosen on the same held-out sets) are scored on the scan's validation set ``Gamma``: each is fed
-the training pool of up to :data:`ITEMS` validation items and judged by how well its image
-predicts the held-out samples (SSDU's normalised l1 + l2). The lower loss wins, and the scan is
-reconstructed with it from every measured sample, so the worst case is CS. Neither sees a
+After training, CS's weight is chosen on the scan's held-out sets (:func:`choose_cs_weight`), and
+the network (its kept weights), CS (:mod:`gleam_mri.recon.cs`) and their blends (:data:`SHARES`
+of the network, the rest CS's) are scored on the scan's validation set ``Gamma``: each is fed the
+training pool of up to :data:`ITEMS` validation items and judged by how well its image predicts
+the held-out samples (SSDU's normalised l1 + l2). The lowest loss wins, and the scan is
+reconstructed with it from every measured sample, so the worst case is CS. Their errors differ
+(the network's texture, CS's blocky smoothing), so a blend can beat both. Nothing sees a
 reference. 3D slab training is not compared yet (CS over whole volumes is not wired in).
 """
 
@@ -24,59 +27,121 @@ from gleam_mri.recon.cs import LambdaChoice, choose_lambda, l1_wavelet
 from gleam_mri.selfsup.loss import KspaceLoss
 from gleam_mri.training.strategies import Strategy
 
-__all__ = ["ITEMS", "Comparison", "compare_with_cs", "cs_volume"]
+__all__ = [
+    "ITEMS",
+    "SHARES",
+    "Comparison",
+    "blend",
+    "compare_with_cs",
+    "cs_images",
+    "volume_of",
+]
 
 ITEMS = 4  # validation items CS and the network are compared on (spread over the scan)
+# shares of the network in the image written, the rest CS's: 0 is CS, 1 the network
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass
 class Comparison:
-    """Which reconstruction ``gleam adapt`` keeps (``"network"`` or ``"cs"``) and why: both
-    held-out losses on the same items, and CS's weights tried."""
+    """What ``gleam adapt`` writes and why: the share of the network in the image (the rest is
+    CS's; 0: CS alone, 1: the network alone) with the lowest held-out loss, the loss of every
+    share tried on the same items, and CS's weights tried."""
 
-    kept: str
-    network_loss: float
+    share: float
+    losses: dict[float, float]  # held-out loss by share of the network
     cs: LambdaChoice
+
+    @property
+    def kept(self) -> str:
+        """``"cs"``, ``"network"`` or ``"blend"``."""
+        return {0.0: "cs", 1.0: "network"}.get(self.share, "blend")
+
+    @property
+    def network_loss(self) -> float:
+        """The held-out loss of the network alone."""
+        return self.losses[1.0]
 
     def describe(self) -> str:
         """One line for the user."""
-        cs = f"CS (l1-wavelet, weight {self.cs.lam:g}) {self.cs.loss:.4g}"
-        if self.kept == "cs":
-            return f"kept CS: held-out loss {cs} against the network's {self.network_loss:.4g}"
-        return f"kept the network: held-out loss {self.network_loss:.4g} against {cs}"
+        cs = f"CS (l1-wavelet, weight {self.cs.lam:g})"
+        what = {"cs": cs, "network": "the network"}.get(
+            self.kept, f"a blend, {self.share:.0%} network + {1 - self.share:.0%} {cs}"
+        )
+        tried = ", ".join(f"{share:.0%}: {loss:.4g}" for share, loss in self.losses.items())
+        return (
+            f"kept {what}: held-out loss {self.losses[self.share]:.4g} "
+            f"(by share of the network, 0% being CS: {tried})"
+        )
 
     def to_dict(self) -> dict:
         """The ``adapt.json`` record."""
         return {
             "kept": self.kept,
+            "network_share": self.share,
+            "heldout_loss_by_share": {f"{k:g}": v for k, v in self.losses.items()},
             "network_heldout_loss": self.network_loss,
             "cs_lambda": self.cs.lam,
-            "cs_heldout_loss": self.cs.loss,
+            "cs_heldout_loss": self.losses[0.0],
             "cs_losses": {f"{lam:g}": loss for lam, loss in self.cs.losses.items()},
         }
 
 
+def comparison_items(validation: Sequence[MRIBatch]) -> list[MRIBatch]:
+    """The up to :data:`ITEMS` validation items (spread over the scan) CS's weight is chosen on
+    and the network is compared with CS on."""
+    return [validation[i] for i in evenly_spread(len(validation), ITEMS)]
+
+
+def choose_cs_weight(validation: Sequence[MRIBatch]) -> LambdaChoice:
+    """CS's l1 weight, chosen on the :func:`comparison_items` of ``validation`` (items fed their
+    pool, holding ``Gamma`` out)."""
+    return choose_lambda(comparison_items(validation))
+
+
+def blend(network: torch.Tensor, cs: torch.Tensor, share: float) -> torch.Tensor:
+    """``share`` of the network's complex image plus the rest of CS's (same shape)."""
+    if share == 1.0:
+        return network
+    if share == 0.0:
+        return cs
+    return share * network + (1 - share) * cs.to(network.device)
+
+
 @torch.no_grad()
 def compare_with_cs(
-    strategy: Strategy, validation: Sequence[MRIBatch], device: torch.device
+    strategy: Strategy, validation: Sequence[MRIBatch], cs: LambdaChoice, device: torch.device
 ) -> Comparison:
-    """Score the network (its current weights) and CS on up to :data:`ITEMS` of ``validation``
-    (items fed their pool, holding ``Gamma`` out); the lower held-out loss is kept."""
-    items = [validation[i] for i in evenly_spread(len(validation), ITEMS)]
+    """Score every blend of :data:`SHARES` of the network (its current weights) and CS (weight
+    ``cs.lam``, from :func:`choose_cs_weight`) on the :func:`comparison_items` of ``validation``
+    (fed their pool, ``Gamma`` held out); the share with the lowest held-out loss is kept (its
+    loss equals CS's only when it is CS, so the pick is never below CS by this measure)."""
     loss_fn = KspaceLoss()
-    losses = [float(loss_fn(strategy.reconstruct(b.to(device)), b.to(device))) for b in items]
-    network = float(np.mean(losses))
-    cs = choose_lambda(items)
-    return Comparison("cs" if cs.loss < network else "network", network, cs)
+    items = [b.to(device) for b in comparison_items(validation)]
+    networks = [strategy.reconstruct(b) for b in items]
+    starts = cs_images(items, cs.lam)
+    losses = {}
+    for share in SHARES:
+        values = [
+            float(loss_fn(blend(n, c, share), b))
+            for n, c, b in zip(networks, starts, items, strict=True)
+        ]
+        losses[share] = float(np.mean(values))
+    return Comparison(min(losses, key=losses.__getitem__), losses, cs)
 
 
-def cs_volume(scan: Scan, lam: float) -> np.ndarray:
-    """Magnitude of every item of a 2D or cine scan by CS from all its measured samples, at the
-    file's scale: ``(S, H, W)`` or ``(S, T, H, W)``."""
+def cs_images(items: Sequence[MRIBatch], lam: float) -> list[torch.Tensor]:
+    """The CS image ``(1, *D)`` of every B=1 item from the samples it holds (its ``mask``)."""
+    return [l1_wavelet(item, lam) for item in items]
+
+
+def volume_of(scan: Scan, images: Sequence[torch.Tensor]) -> np.ndarray:
+    """Magnitude of ``images`` (one complex ``(1, *D)`` per item of a 2D or cine scan), cropped
+    as the outputs are, at the file's scale: ``(S, H, W)`` or ``(S, T, H, W)``."""
     if scan.volumes is not None:
         raise ValueError("CS over whole 3D volumes is not wired into gleam adapt")
     out = []
-    for item in scan.items:
-        image = output_crop(l1_wavelet(item, lam).cpu(), item)
+    for item, image in zip(scan.items, images, strict=True):
+        image = output_crop(image.cpu(), item)
         out.append(item.denormalize(image.abs())[0].numpy())
     return np.stack(out).astype(np.float32)

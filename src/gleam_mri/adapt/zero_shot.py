@@ -28,18 +28,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from gleam_mri.adapt.floor import Comparison, compare_with_cs, cs_volume
+from gleam_mri.adapt.floor import (
+    Comparison,
+    blend,
+    choose_cs_weight,
+    compare_with_cs,
+    cs_images,
+    volume_of,
+)
 from gleam_mri.adapt.scan import Scan, volume_mask
+from gleam_mri.adapt.splits import Splits
 from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_to_dict
-from gleam_mri.data.batch import MRIBatch, collate_batches
-from gleam_mri.data.datasets import evenly_spread
 from gleam_mri.data.slabs import reconstruct_volume_in_slabs
 from gleam_mri.devices import resolve_device
 from gleam_mri.inference import load_run, output_crop
 from gleam_mri.schema import at_least
-from gleam_mri.selfsup.data import with_split
-from gleam_mri.selfsup.split import HELD_OUT_LINES, SplitError, Splitter, validation_seed
+from gleam_mri.selfsup.split import HELD_OUT_LINES
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
 from gleam_mri.training.data import source_data, splitter_from_config
 from gleam_mri.training.loop import train
@@ -137,46 +142,6 @@ def adapt_config(init: str | Path | None, device: str) -> tuple[Config, dict | N
     return cfg, {"kind": run.kind, "model": run.net.state_dict()}
 
 
-class Splits:
-    """Per item: the fixed validation split and a fresh training split every step."""
-
-    def __init__(self, items: list[MRIBatch], options: AdaptOptions, splitter: Splitter) -> None:
-        self.items, self.options, self.splitter = items, options, splitter
-        self.pool, self.validation = [], []
-        for i, item in enumerate(items):
-            measured = item.mask[0].bool()
-            seed = validation_seed(options.seed, i)
-            try:
-                pool, held = splitter(measured, options.val_fraction, item.fft_ndim, seed)
-                splitter(pool, options.fraction, item.fft_ndim, seed)  # a training split fits
-            except SplitError as err:
-                where = item.meta[0].get("file", "the scan") if item.meta else "the scan"
-                raise SplitError(f"{where}: {err}") from None
-            self.pool.append(pool)
-            self.validation.append(with_split(item, 0, pool, held))
-
-    def training_batch(self, step: int) -> MRIBatch:
-        """Batch of ``step``: items in a per-epoch random order, each freshly split."""
-        size, n = self.options.batch_size, len(self.items)
-        chosen = []
-        for k in range(step * size, (step + 1) * size):
-            epoch, offset = divmod(k, n)
-            order = np.random.default_rng([self.options.seed, epoch]).permutation(n)
-            chosen.append(int(order[offset]))
-        parts = []
-        for k, i in enumerate(chosen):
-            seed = int(np.random.SeedSequence([self.options.seed, step, k]).generate_state(1)[0])
-            item = self.items[i]
-            kept, held = self.splitter(self.pool[i], self.options.fraction, item.fft_ndim, seed)
-            parts.append(with_split(item, 0, kept, held))
-        return collate_batches(parts)
-
-    def validation_items(self) -> list[MRIBatch]:
-        """At most ``max_val_items`` validation items, spread evenly over the scan."""
-        picks = evenly_spread(len(self.validation), self.options.max_val_items)
-        return [self.validation[i] for i in picks]
-
-
 def state_path(out: str | Path) -> Path:
     """Where ``gleam adapt -o OUT`` keeps its training state: ``OUT/adapt-train/last.pt``."""
     return Path(out) / STATE_FOLDER / "last.pt"
@@ -257,12 +222,13 @@ def adapt(
     run.net.load_state_dict(selection.best_state)
     memory = run.step_memory or {"bytes": 0, "method": ""}
     comparison = None
-    if options.cs and scan.volumes is None:  # never below CS: the lower held-out loss is kept
-        comparison = compare_with_cs(run.strategy, splits.validation_items(), run.device)
-    if comparison is not None and comparison.kept == "cs":
-        volume = cs_volume(scan, comparison.cs.lam)
-    else:
+    if not options.cs or scan.volumes is not None:  # CS over whole 3D volumes: not wired in
         volume = reconstruct_scan(run.strategy, scan, run.device)
+    else:  # never below CS: the blend of network and CS with the lowest held-out loss
+        validation = splits.validation_items()
+        choice = choose_cs_weight(validation)
+        comparison = compare_with_cs(run.strategy, validation, choice, run.device)
+        volume = volume_of(scan, final_images(run, scan, comparison))
     return AdaptResult(
         volume=volume,
         best_step=selection.best_step,
@@ -279,7 +245,25 @@ def adapt(
     )
 
 
-def reconstruct_scan(strategy: Strategy, scan: Scan, device: torch.device) -> np.ndarray:
+def final_images(run: Any, scan: Scan, comparison: Comparison) -> list[torch.Tensor]:
+    """The complex image ``(1, *D)`` of every item of a 2D / cine scan from all its measured
+    samples: the comparison's blend of the network (``run``'s strategy) and CS."""
+    share = comparison.share
+    cs = cs_images(scan.items, comparison.cs.lam) if share < 1 else [None] * len(scan.items)
+    if share == 0:
+        return cs
+    out = []
+    for item, image in zip(scan.items, cs, strict=True):
+        network = run.strategy.reconstruct(item.to(run.device)).cpu()
+        out.append(blend(network, image, share))
+    return out
+
+
+def reconstruct_scan(
+    strategy: Strategy,
+    scan: Scan,
+    device: torch.device,
+) -> np.ndarray:
     """Magnitude of every item fed all its measured samples, at the file's scale:
     ``(S, H, W)`` (2D), ``(S, T, H, W)`` (cine), ``(S, Z, H, W)`` (3D, slab by slab)."""
     if scan.volumes is not None:
