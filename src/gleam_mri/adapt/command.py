@@ -25,16 +25,16 @@ compressed sensing (its weight chosen on the same validation set) and with their
 or 75% of the network, the rest CS), and whichever predicts the held-out samples best writes the
 image, so it is never worse than CS by that measure (2D and cine; --no-cs skips it). The final
 image uses every measured sample. Files without coil maps get ESPIRiT or JSENSE maps from their
-measured samples, whichever predicts held-out lines better (--maps). The network (a MoDL network trained greedily, GLEAM; about 5 minutes for a 2D 8-coil
-256 x 256 slice on two CPU cores, --large for a deeper network trained longer) starts from the
-prior shipped for the scan's kind (2D: brain-2d, trained on simulated heads; see gleam recon
---model), or from scratch where none fits (--init none: always), or fine-tunes a gleam train
-checkpoint (--init FILE). Also writes OUT/adapt.pt (a checkpoint gleam recon
-reads: the network alone, whichever image was written) and OUT/adapt.json (the kept step, the
-validation curve, the comparison with CS, the coil maps, the time of each part and the peak
-memory of a training step). The training state is saved at every validation in
-OUT/adapt-train/last.pt (removed once the outputs are written): a run that was killed continues
-with --resume and ends as if it had not been interrupted."""
+measured samples, whichever predicts held-out lines better (--maps). The network (a MoDL network
+trained greedily, GLEAM; about 5 minutes for a 2D 8-coil 256 x 256 slice on two CPU cores,
+--large for a deeper network trained longer) starts from the prior shipped for the scan's kind
+(2D: brain-2d, trained on simulated heads; see gleam recon --model), or from scratch where none
+fits (--init none: always), or fine-tunes a gleam train checkpoint (--init FILE). Also writes
+OUT/adapt.pt (a checkpoint gleam recon reads: the network alone, whichever image was written)
+and OUT/adapt.json (the kept step, the validation curve, the comparison with CS, the coil maps,
+the time of each part and the peak memory of a training step). The training state is saved at
+every validation in OUT/adapt-train/last.pt (removed once the outputs are written): a run that
+was killed continues with --resume and ends as if it had not been interrupted."""
 
 
 def add_parser(sub: Any) -> None:
