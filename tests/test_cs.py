@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -66,3 +67,25 @@ def test_gleam_baseline_reports_the_chosen_weight(folder, capsys):
     assert "cs: 2d_train_000.h5: l1 weight" in out and "| cs |" in out
     assert cli.main(["baseline", str(folder), "--methods", "bart"]) == 2
     assert "unknown methods ['bart']" in capsys.readouterr().err
+
+
+def test_gleam_recon_method_cs_writes_the_cs_image_of_its_chosen_weight(folder, tmp_path, capsys):
+    (path,) = sorted(folder.glob("*.h5"))
+    out = tmp_path / "out"
+    assert cli.main(["recon", "--method", "cs", str(path), "-o", str(out)]) == 2
+    assert f"{path}: fully sampled" in capsys.readouterr().err and not out.exists()
+    mask = "{name: random, center_fractions: [0.08], accelerations: [4]}"
+    args = ["recon", "--method", "cs", str(path), "-o", str(out), "--mask", mask]
+    assert cli.main([*args, "--formats", "h5"]) == 0
+    printed = capsys.readouterr().out
+    lam = float(printed.split("CS l1 weight ")[1].split()[0])
+    dataset = open_dataset(path, MASK, "file", deterministic_masks=True)
+    assert lam == choose_lambda(heldout_items([dataset[0], dataset[1]])).lam
+    with h5py.File(out / path.name) as hf:
+        written = hf["reconstruction"][()]
+    for i in range(2):
+        item = dataset[i]
+        expected = item.denormalize(l1_wavelet(item, lam).abs())[0].numpy()
+        np.testing.assert_allclose(written[i], expected, rtol=1e-5, atol=1e-6 * expected.max())
+    assert cli.main(["recon", "--mask", mask, str(path), str(path), "-o", str(out)]) == 2
+    assert "--mask goes with --method cs" in capsys.readouterr().err

@@ -9,8 +9,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gleam_mri.config import config_to_dict
 from gleam_mri.training.run_config import config_from_dict
 
@@ -171,20 +169,6 @@ def _options(args: argparse.Namespace):
     return options
 
 
-def _mask_spec(text: str | None) -> dict | None:
-    if text is None:
-        return None
-    spec = yaml.safe_load(text)
-    if not isinstance(spec, dict):
-        raise ValueError(
-            f"--mask must be a YAML mapping such as '{{name: random, ...}}', got {text!r}"
-        )
-    from gleam_mri.physics.masks import build_mask_func
-
-    build_mask_func(dict(spec))  # checked before any work
-    return spec
-
-
 def _init_path(init: str | None) -> Path | None:
     """``--init``: a file, or a shipped prior's name (its file); None for none and the default."""
     if init is None or init == "none":
@@ -216,7 +200,9 @@ def run_command(args: argparse.Namespace) -> int:
     from gleam_mri.training.run_config import load_config
 
     options = _options(args)
-    mask_spec = _mask_spec(args.mask)
+    from gleam_mri.physics.masks import mask_spec_from_yaml
+
+    mask_spec = mask_spec_from_yaml(args.mask)
     init = _init_path(args.init)
     if args.config is not None:
         cfg = load_config(args.config)

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -18,10 +20,12 @@ from torch.utils.data import DataLoader
 from gleam_mri.crop import center_crop
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
-from gleam_mri.data.fastmri import inspect_fastmri
+from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
 from gleam_mri.inference.engine import load_run, reconstruct
 from gleam_mri.inference.outputs import write_outputs
+from gleam_mri.recon.baselines import cs_lambdas
 from gleam_mri.recon.coil_maps import maps_estimator
+from gleam_mri.recon.cs import LambdaChoice, l1_wavelet
 from gleam_mri.recon.evaluate import VolumeResult, evaluate
 from gleam_mri.training.run import Run
 
@@ -116,6 +120,20 @@ def reconstruct_file(
     return reconstruct_with_run(run, path, out_dir, formats, undersample, progress)
 
 
+@contextlib.contextmanager
+def fastmri_file(path: str | Path) -> Iterator[Path]:
+    """``path`` itself when it is in the fastMRI layout, else its conversion (ISMRMRD HDF5,
+    twix, BART CFL: :mod:`gleam_mri.data.raw`) in a temporary folder removed on exit."""
+    path = Path(path)
+    if is_fastmri_layout(path):
+        yield path
+        return
+    from gleam_mri.data.convert import convert
+
+    with tempfile.TemporaryDirectory() as tmp:
+        yield convert(path, Path(tmp) / f"{path.stem}.h5")
+
+
 def reconstruct_with_run(
     run: Run,
     path: str | Path,
@@ -127,33 +145,78 @@ def reconstruct_with_run(
 ) -> list[Path]:
     """:func:`reconstruct_file` with a network already loaded (:func:`load_run`); the outputs
     are named ``stem`` (default: the file's stem)."""
-    path = Path(path)
-    stem = path.stem if stem is None else stem
-    if not is_fastmri_layout(path):
-        with tempfile.TemporaryDirectory() as tmp:
-            from gleam_mri.data.convert import convert
+    stem = Path(path).stem if stem is None else stem
+    with fastmri_file(path) as path:
+        info = inspect_fastmri(path)
+        # a small calibration region wrecks ESPIRiT: choose as gleam adapt chooses
+        maps = run.cfg.data.maps if info.has_maps else maps_estimator("auto")
+        mask = run.cfg.data.mask if undersample and not info.has_mask else None
+        dataset = open_dataset(path, mask, maps, deterministic_masks=True)
+        slab = run.cfg.data.slab if info.kind == "3d" else None
 
-            converted = convert(path, Path(tmp) / f"{path.stem}.h5")
-            return reconstruct_with_run(
-                run, converted, out_dir, formats, undersample, progress, stem
-            )
-    info = inspect_fastmri(path)
-    # a small calibration region wrecks ESPIRiT: choose as gleam adapt chooses
-    maps = run.cfg.data.maps if info.has_maps else maps_estimator("auto")
-    mask = run.cfg.data.mask if undersample and not info.has_mask else None
-    dataset = open_dataset(path, mask, maps, deterministic_masks=True)
-    slab = run.cfg.data.slab if info.kind == "3d" else None
+        def image_of(batch: MRIBatch) -> torch.Tensor:
+            if slab is not None:  # memory-bounded: one readout slab at a time
+                return _reconstruct_in_slabs(run, batch, slab, run.cfg.data.slab_overlap)
+            return output_crop(reconstruct(run, batch), batch)
+
+        return write_dataset(dataset, image_of, stem, out_dir, formats, info, progress)
+
+
+def write_dataset(
+    dataset: Any,
+    image_of: Callable[[MRIBatch], torch.Tensor],
+    stem: str,
+    out_dir: str | Path,
+    formats: tuple[str, ...],
+    info: Any,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """Reconstruct every item of ``dataset`` (one file's) with ``image_of`` (item -> complex
+    ``(1, *D)``, cropped) and write the magnitudes at the file's scale (``info``: its
+    :func:`~gleam_mri.data.fastmri.inspect_fastmri`). ``progress(done, total)`` is called
+    before the first item and after every item."""
     slices = []
     if progress is not None:
         progress(0, len(dataset))
     for i in range(len(dataset)):
         batch = dataset[i]
-        if slab is not None:  # memory-bounded: one readout slab at a time
-            image = _reconstruct_in_slabs(run, batch, slab, run.cfg.data.slab_overlap)
-        else:
-            image = output_crop(reconstruct(run, batch), batch)
+        image = image_of(batch)
         slices.append(batch.denormalize(image.abs().cpu())[0].numpy().astype(np.float32))
         if progress is not None:
             progress(i + 1, len(dataset))
     volume = np.stack(slices)  # (S, H, W) in 2D; (S, Z|T, H, W) in 3D / cine
     return write_outputs(volume, stem, out_dir, formats, info.header, info.kind)
+
+
+def reconstruct_with_cs(
+    path: str | Path,
+    out_dir: str | Path,
+    formats: tuple[str, ...] = ("h5", "nii", "png"),
+    mask_spec: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Path], LambdaChoice]:
+    """``gleam recon --method cs``: l1-wavelet CS (:mod:`gleam_mri.recon.cs`) of every item of
+    a file, its weight chosen without a reference on held-out lines of up to 4 items spread
+    over the file (:func:`~gleam_mri.recon.baselines.cs_lambdas`); returns the files written
+    and the choice. Undersampled files are used as they are; a fully sampled one is undersampled
+    with ``mask_spec``, and refused without it (CS would have nothing to fill in). Maps as
+    :func:`reconstruct_with_run` takes them (the file's, else ESPIRiT or JSENSE)."""
+    stem = Path(path).stem
+    with fastmri_file(path) as path:
+        info = inspect_fastmri(path)
+        mask = None if info.has_mask else mask_spec
+        if mask is None and not info.has_mask:
+            first = read_fastmri(path, slices=0).kspace
+            if (np.abs(first).sum(axis=1) > 0).all():
+                raise ValueError(
+                    f"{path}: fully sampled (every k-space sample was measured), so CS has "
+                    "nothing to fill in; pass --mask to undersample it retrospectively"
+                )
+        maps = "file" if info.has_maps else maps_estimator("auto")
+        dataset = open_dataset(path, mask, maps, deterministic_masks=True)
+        (choice,) = cs_lambdas(dataset).values()  # one file
+
+        def image_of(batch: MRIBatch) -> torch.Tensor:
+            return output_crop(l1_wavelet(batch, choice.lam), batch)
+
+        return write_dataset(dataset, image_of, stem, out_dir, formats, info, progress), choice

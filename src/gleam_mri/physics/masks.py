@@ -377,3 +377,20 @@ def build_mask_func(spec: dict[str, Any]) -> MaskFunction:
             params["calib"] = tuple(params["calib"])
         return PoissonDiscMask(**params)
     return CineMask(**params)
+
+
+def mask_spec_from_yaml(text: str | None, option: str = "--mask") -> dict[str, Any] | None:
+    """A mask spec given as YAML on a command line (e.g. ``'{name: random, accelerations:
+    [4], center_fractions: [0.08]}'``), checked by :func:`build_mask_func`; ``None`` stays
+    ``None``. Raises ``ValueError`` naming ``option`` when it is not a valid mapping."""
+    if text is None:
+        return None
+    import yaml
+
+    spec = yaml.safe_load(text)
+    if not isinstance(spec, dict):
+        raise ValueError(
+            f"{option} must be a YAML mapping such as '{{name: random, ...}}', got {text!r}"
+        )
+    build_mask_func(dict(spec))  # checked before any work
+    return spec
