@@ -102,3 +102,14 @@ def test_gleam_adapt_starts_from_the_prior_of_the_scan_kind(scan, tmp_path, caps
     assert "starts from scratch" in capsys.readouterr().out
     assert cli.main([*args, "-o", str(tmp_path / "other"), "--set", "model.features=8"]) == 0
     assert f"scratch (the shipped prior {NAME} is another network)" in capsys.readouterr().out
+    # naming the prior is the default start: same config, same weights, the same image
+    assert cli.main([*args, "-o", str(tmp_path / "named"), "--init", NAME]) == 0
+    assert f"starts from prior {NAME}" in capsys.readouterr().out
+    images = []
+    for run in ("prior", "named"):
+        with h5py.File(tmp_path / run / scan.name) as hf:
+            images.append(hf["reconstruction"][()])
+    np.testing.assert_array_equal(*images)
+    named = ["-o", str(tmp_path / "bad"), "--init", NAME, "--set", "model.features=8"]
+    assert cli.main([*args, *named]) == 2
+    assert f"--init {NAME}: the shipped prior {NAME} is another network" in capsys.readouterr().err

@@ -170,8 +170,9 @@ def _options(args: argparse.Namespace):
 
 
 def _init_path(init: str | None) -> Path | None:
-    """``--init``: a file, or a shipped prior's name (its file); None for none and the default."""
-    if init is None or init == "none":
+    """``--init``: a checkpoint file; None for none, the default and a shipped prior's name
+    (whose weights :func:`_initial_weights` loads into adapt's own network and config)."""
+    if init is None or init == "none" or _prior_name(init) is not None:
         return None
     from gleam_mri.inference.priors import PriorError, resolve_prior
 
@@ -181,16 +182,30 @@ def _init_path(init: str | None) -> Path | None:
         raise ValueError(f"--init {init}: no such file, and {err}") from None
 
 
+def _prior_name(init: str | None) -> str | None:
+    """``init`` when it names a shipped prior (and no file of that name exists), else None."""
+    from gleam_mri.inference.priors import prior_names
+
+    if init is None or Path(init).exists():
+        return None
+    return init if init in prior_names() else None
+
+
 def _initial_weights(args, cfg, scan, initial) -> tuple[dict | None, str]:
     """The weights adapt starts from and where they come from (for the output and adapt.json):
-    ``--init``'s, else the shipped prior of the scan's kind when the network is its network."""
+    ``--init``'s checkpoint, else the shipped prior ``--init`` names or, by default, the one of
+    the scan's kind, when its network is the one trained (the same path either way)."""
     if initial is not None:
         return initial, str(args.init)
     if args.init == "none" or args.config is not None:
         return None, "scratch"
     from gleam_mri.inference.priors import shipped_start
 
-    return shipped_start(scan.kind, config_to_dict(cfg)["model"])
+    name = _prior_name(args.init)
+    weights, start = shipped_start(scan.kind, config_to_dict(cfg)["model"], name)
+    if name is not None and weights is None:
+        raise ValueError(f"--init {name}: {start.removeprefix('scratch (').rstrip(')')}")
+    return weights, start
 
 
 def run_command(args: argparse.Namespace) -> int:

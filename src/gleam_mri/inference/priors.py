@@ -98,11 +98,14 @@ def prior_for_kind(kind: str, folder: Path = PRIORS_DIR) -> Path | None:
     return None
 
 
-def shipped_start(kind: str, model_config: dict) -> tuple[dict | None, str]:
-    """The weights ``{"kind", "model"}`` of the shipped prior for ``kind`` when its network is the
-    one described by ``model_config`` (a config's ``model`` section), else ``None``; and where
-    the weights come from, for the user (``"prior NAME"`` or ``"scratch (why)"``)."""
-    path = prior_for_kind(kind)
+def shipped_start(
+    kind: str, model_config: dict, name: str | None = None
+) -> tuple[dict | None, str]:
+    """The weights ``{"kind", "model"}`` of the shipped prior ``name`` (default: the one for
+    ``kind``) when its network is the one described by ``model_config`` (a config's ``model``
+    section), else ``None``; and where the weights come from, for the user (``"prior NAME"`` or
+    ``"scratch (why)"``)."""
+    path = prior_for_kind(kind) if name is None else prior_path(name)
     if path is None:
         return None, f"scratch (no shipped prior for {kind} data)"
     run, record = load_prior(path)
