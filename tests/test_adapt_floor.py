@@ -14,6 +14,7 @@ import torch
 from gleam_mri import cli
 from gleam_mri.adapt.floor import (
     SHARES,
+    blend,
     choose_cs_weight,
     compare_with_cs,
     cs_images,
@@ -104,3 +105,12 @@ def test_the_blend_with_the_lowest_heldout_loss_is_kept(scan_file):
     assert best.kept == "network" and best.share == 1.0
     assert min(best.losses.values()) == best.losses[1.0] < best.losses[0.0]
     assert "kept the network" in best.describe()
+
+
+def test_a_blend_mixes_magnitudes_without_cancelling_phases():
+    network = torch.tensor([[2.0 + 0j, 1j, 1.0 + 0j]])
+    cs = torch.tensor([[-2.0 + 0j, 1j, 3.0 + 0j]])  # the first pixel in opposite phase
+    half = blend(network, cs, 0.5)
+    torch.testing.assert_close(half.abs(), torch.tensor([[2.0, 1.0, 2.0]]))
+    torch.testing.assert_close(half[0, 1:], torch.tensor([1j, 2.0 + 0j]))
+    assert blend(network, cs, 1.0) is network and blend(network, cs, 0.0) is cs

@@ -100,12 +100,16 @@ def choose_cs_weight(validation: Sequence[MRIBatch]) -> LambdaChoice:
 
 
 def blend(network: torch.Tensor, cs: torch.Tensor, share: float) -> torch.Tensor:
-    """``share`` of the network's complex image plus the rest of CS's (same shape)."""
+    """``share`` of the network's image and the rest of CS's (complex, same shape): their
+    magnitudes blended, with the phase of their complex blend (a complex average would shrink
+    the magnitude wherever the two phases differ)."""
     if share == 1.0:
         return network
     if share == 0.0:
         return cs
-    return share * network + (1 - share) * cs.to(network.device)
+    cs = cs.to(network.device)
+    magnitude = share * network.abs() + (1 - share) * cs.abs()
+    return torch.polar(magnitude, torch.angle(share * network + (1 - share) * cs))
 
 
 @torch.no_grad()
