@@ -24,7 +24,8 @@ method of a case uses the same coil maps, those ``gleam adapt`` chooses on the u
 Metrics (fastMRI PSNR / SSIM of the magnitude against the file's ``reconstruction_rss``, full
 size) are averaged over the seeds with a 95 % t-interval (seeds as the unit); seconds are the
 method alone on this machine. Each finished case is kept in ``OUT/cases/``: the same command
-continues an interrupted run. Writes ``results.json`` (every row), ``table.md`` (the table and
+continues an interrupted run (a kept case without adapt's rows runs again when its scan is in
+``--adapt-scans``). Writes ``results.json`` (every row), ``table.md`` (the table and
 which of the issue's targets are met) and ``grid-<scan>-R<R>.png`` (reference, each method and
 its error) for the first seed of the 8 % family.
 """
@@ -105,6 +106,12 @@ def cached(folder: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def adapted(done: dict) -> bool:
+    """Whether a kept case has adapt's rows (or adapt's refusal)."""
+    methods = {row["method"] for row in done["rows"]}
+    return ADAPT in methods or any("gleam adapt refuses" in note for note in done["notes"])
+
+
 def store(folder: Path, name: str, done: dict) -> None:
     """Keep a finished case (``cached`` reads it back), so that a run can be continued."""
     path = (
@@ -130,6 +137,8 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                 for seed in args.seeds:
                     name = f"{scan}|{family}|R{r:g}|s{seed}"
                     done = cached(args.out, name)
+                    if done is not None and scan in args.adapt_scans and not adapted(done):
+                        done = None  # kept from a run without adapt on this scan: run it again
                     if done is not None:
                         rows += done["rows"]
                         infos[name] = done["info"]
