@@ -228,7 +228,7 @@ def adapt(
         validation = splits.validation_items()
         choice = choose_cs_weight(validation)
         comparison = compare_with_cs(run.strategy, validation, choice, run.device)
-        volume = volume_of(scan, final_images(run, scan, comparison))
+        volume = volume_of(scan, final_images(run.strategy, scan, comparison, run.device))
     return AdaptResult(
         volume=volume,
         best_step=selection.best_step,
@@ -245,25 +245,23 @@ def adapt(
     )
 
 
-def final_images(run: Any, scan: Scan, comparison: Comparison) -> list[torch.Tensor]:
+def final_images(
+    strategy: Strategy, scan: Scan, comparison: Comparison, device: torch.device
+) -> list[torch.Tensor]:
     """The complex image ``(1, *D)`` of every item of a 2D / cine scan from all its measured
-    samples: the comparison's blend of the network (``run``'s strategy) and CS."""
+    samples: the comparison's blend of the network (``strategy``'s) and CS."""
     share = comparison.share
     cs = cs_images(scan.items, comparison.cs.lam) if share < 1 else [None] * len(scan.items)
     if share == 0:
         return cs
     out = []
     for item, image in zip(scan.items, cs, strict=True):
-        network = run.strategy.reconstruct(item.to(run.device)).cpu()
+        network = strategy.reconstruct(item.to(device)).cpu()
         out.append(blend(network, image, share))
     return out
 
 
-def reconstruct_scan(
-    strategy: Strategy,
-    scan: Scan,
-    device: torch.device,
-) -> np.ndarray:
+def reconstruct_scan(strategy: Strategy, scan: Scan, device: torch.device) -> np.ndarray:
     """Magnitude of every item fed all its measured samples, at the file's scale:
     ``(S, H, W)`` (2D), ``(S, T, H, W)`` (cine), ``(S, Z, H, W)`` (3D, slab by slab)."""
     if scan.volumes is not None:
