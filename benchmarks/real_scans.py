@@ -40,17 +40,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gleam_mri.adapt.splits import Splits
-from gleam_mri.adapt.zero_shot import DEFAULT_CONFIG, AdaptOptions
+from gleam_mri.adapt.zero_shot import AdaptOptions
 from gleam_mri.data.fastmri import read_fastmri
 from gleam_mri.inference.priors import prior_path
-from gleam_mri.selfsup.split import SplitError
-from gleam_mri.training.data import splitter_from_config
-from gleam_mri.training.run_config import config_from_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_brain  # cases, classical methods, BART
-from real_brain_nets import adapt_method, measured_batch, network_method
+from real_brain_nets import adapt_method, network_method
 from real_brain_report import save_grid
 
 SCANS = {
@@ -88,16 +84,6 @@ def interval(values: list[float]) -> tuple[float, float]:
     return mean, float(half)
 
 
-def adapt_refusal(case: real_brain.Case) -> str | None:
-    """Why ``gleam adapt`` cannot train on the case (too few lines to split), or ``None``."""
-    splitter = splitter_from_config(config_from_dict(DEFAULT_CONFIG).ssdu)
-    try:
-        Splits([measured_batch(case)], AdaptOptions(), splitter)
-    except SplitError as err:
-        return str(err)
-    return None
-
-
 def cached(folder: Path, name: str) -> dict | None:
     """The rows and info of a case an earlier run of the same ``--out`` finished, if any."""
     path = (
@@ -107,9 +93,8 @@ def cached(folder: Path, name: str) -> dict | None:
 
 
 def adapted(done: dict) -> bool:
-    """Whether a kept case has adapt's rows (or adapt's refusal)."""
-    methods = {row["method"] for row in done["rows"]}
-    return ADAPT in methods or any("gleam adapt refuses" in note for note in done["notes"])
+    """Whether a kept case has adapt's rows."""
+    return ADAPT in {row["method"] for row in done["rows"]}
 
 
 def store(folder: Path, name: str, done: dict) -> None:
@@ -149,15 +134,10 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                     case.name = name
                     methods = real_brain.default_methods(bart)
                     methods[PRIOR] = network_method(prior_path("brain-2d"))
-                    case_notes = []
                     if scan in args.adapt_scans:
-                        refusal = adapt_refusal(case)
-                        if refusal is None:
-                            options = AdaptOptions()
-                            methods[ADAPT] = adapt_method(None, options, adapt_log[ADAPT], True)
-                            methods[SCRATCH] = adapt_method(None, options, adapt_log[SCRATCH])
-                        else:
-                            case_notes.append(f"{name}: gleam adapt refuses ({refusal})")
+                        options = AdaptOptions()
+                        methods[ADAPT] = adapt_method(None, options, adapt_log[ADAPT], True)
+                        methods[SCRATCH] = adapt_method(None, options, adapt_log[SCRATCH])
                     sweeps = {"BART CS": real_brain.default_sweeps(bart)["BART CS"]} if bart else {}
                     result = real_brain.run(methods, [case], sweeps)
                     for row in result.rows:
@@ -167,11 +147,10 @@ def run_cases(args: argparse.Namespace, bart: bool) -> tuple[list[dict], dict, l
                             row.update(adapt_log[row["method"]].get(case.name, {}))
                     rows += result.rows
                     infos[case.name] = result.cases[case.name]
-                    notes += case_notes
                     store(
                         args.out,
                         name,
-                        {"rows": result.rows, "info": infos[name], "notes": case_notes},
+                        {"rows": result.rows, "info": infos[name], "notes": []},
                     )
                     if seed == args.seeds[0] and family == FAMILIES[0]:
                         grid = args.out / f"grid-{scan}-R{r:g}.png"

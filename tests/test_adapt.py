@@ -106,11 +106,12 @@ def _undersampled_copy(source: Path, target: Path, lines: np.ndarray) -> Path:
     return target
 
 
-def test_only_calibration_lines_cannot_be_split(synthetic_2d, tmp_path, capsys):
+def test_only_calibration_lines_cannot_be_split_without_cs(synthetic_2d, tmp_path, capsys):
+    # with CS (the default) the scan gets CS instead: tests/test_adapt_floor.py
     lines = np.zeros(24, dtype=bool)
     lines[8:16] = True  # nothing measured beyond the calibration region
     path = _undersampled_copy(synthetic_2d, tmp_path / "calib.h5", lines)
-    args = ["adapt", str(path), "-o", str(tmp_path / "o"), "--quiet"]
+    args = ["adapt", str(path), "-o", str(tmp_path / "o"), "--quiet", "--no-cs"]
     assert cli.main([*args, "--set", "ssdu.keep_calibration=true"]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "cannot hold out" in err

@@ -26,6 +26,7 @@ from gleam_mri.adapt.zero_shot import AdaptOptions
 from gleam_mri.data.datasets import open_dataset
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.physics.operators import SenseOp
+from gleam_mri.recon.cs import DEFAULT_LAMBDA
 from gleam_mri.selfsup.split import HELD_OUT_LINES, Splitter
 from gleam_mri.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -68,6 +69,27 @@ def test_a_useless_network_gives_the_cs_image_and_says_so(scan_file, tmp_path, c
     mask = {"name": "random", "center_fractions": [0.16], "accelerations": [2]}
     scan = load_scan(scan_file, mask)
     expected = volume_of(scan, cs_images(scan.items, record["cs_lambda"]))
+    with h5py.File(out / f"{scan_file.stem}.h5") as hf:
+        np.testing.assert_array_equal(hf["reconstruction"][()], expected)
+
+
+def test_too_few_lines_to_train_gives_cs_at_the_default_weight_and_says_so(
+    scan_file, tmp_path, capsys
+):
+    out, few = tmp_path / "few", {"name": "random", "center_fractions": [0.1], "accelerations": [8]}
+    sets = [a for s in SMALL for a in ("--set", s)]
+    args = ["adapt", str(scan_file), "-o", str(out), "--mask", json.dumps(few), "--quiet"]
+    assert cli.main([*args, "--formats", "h5", *sets]) == 0  # 2 lines, both in the centre
+    printed = capsys.readouterr().out
+    assert "no network trained" in printed and "cannot hold out" in printed
+    assert f"CS l1 weight {DEFAULT_LAMBDA:g}, the default" in printed
+    assert not (out / "adapt.pt").exists()  # no network to keep
+    record = json.loads((out / "adapt.json").read_text())
+    assert "cannot hold out" in record["untrained"]
+    assert record["compared_with_cs"]["kept"] == "cs"
+    assert record["compared_with_cs"]["cs_lambda"] == DEFAULT_LAMBDA
+    scan = load_scan(scan_file, few)
+    expected = volume_of(scan, cs_images(scan.items, DEFAULT_LAMBDA))
     with h5py.File(out / f"{scan_file.stem}.h5") as hf:
         np.testing.assert_array_equal(hf["reconstruction"][()], expected)
 

@@ -288,16 +288,19 @@ def _adapt_file(path, stem, cfg, options, initial, mask_spec, args) -> int:
     seconds["total"] = time.perf_counter() - start  # adapt.pt and adapt.json still to write
     written += save_adapted(result, scan, args.out, str(args.input), seconds, init)
     remove_state(args.out)  # the run is complete: adapt.pt holds what it kept
-    best = next(h for h in result.history if h["step"] == result.best_step)
-    why = "stopped early: no better validation" if result.stopped_early else "step limit"
-    print(
-        f"kept step {result.best_step} of {result.steps} (validation loss {best['val_loss']:.4g}; "
-        f"{why}); {result.train_seconds:.0f} s of training"
-    )
-    print(
-        f"peak memory of a training step: {result.memory_bytes / 2**20:.1f} MiB "
-        f"(strategy {result.strategy}; {result.memory_method})"
-    )
+    if result.untrained:
+        print(f"no network trained: {result.untrained}")
+    else:
+        best = next(h for h in result.history if h["step"] == result.best_step)
+        why = "stopped early: no better validation" if result.stopped_early else "step limit"
+        print(
+            f"kept step {result.best_step} of {result.steps} (validation loss "
+            f"{best['val_loss']:.4g}; {why}); {result.train_seconds:.0f} s of training"
+        )
+        print(
+            f"peak memory of a training step: {result.memory_bytes / 2**20:.1f} MiB "
+            f"(strategy {result.strategy}; {result.memory_method})"
+        )
     if result.comparison is not None:
         written_by = {"cs": "CS's", "network": "the network's"}.get(
             result.comparison.kept, "that blend"

@@ -58,12 +58,14 @@ class Comparison:
         return {0.0: "cs", 1.0: "network"}.get(self.share, "blend")
 
     @property
-    def network_loss(self) -> float:
-        """The held-out loss of the network alone."""
-        return self.losses[1.0]
+    def network_loss(self) -> float | None:
+        """The held-out loss of the network alone (``None``: no network was scored)."""
+        return self.losses.get(1.0)
 
     def describe(self) -> str:
         """One line for the user."""
+        if 1.0 not in self.losses:  # no network: CS alone
+            return f"kept {self.cs.describe()}"
         cs = f"CS (l1-wavelet, weight {self.cs.lam:g})"
         what = {"cs": cs, "network": "the network"}.get(
             self.kept, f"a blend, {self.share:.0%} network + {1 - self.share:.0%} {cs}"
@@ -82,7 +84,7 @@ class Comparison:
             "heldout_loss_by_share": {f"{k:g}": v for k, v in self.losses.items()},
             "network_heldout_loss": self.network_loss,
             "cs_lambda": self.cs.lam,
-            "cs_heldout_loss": self.losses[0.0],
+            "cs_heldout_loss": self.losses.get(0.0),
             "cs_losses": {f"{lam:g}": loss for lam, loss in self.cs.losses.items()},
         }
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from gleam_mri.adapt.floor import (
+    ITEMS,
     Comparison,
     blend,
     choose_cs_weight,
@@ -40,11 +41,13 @@ from gleam_mri.adapt.scan import Scan, volume_mask
 from gleam_mri.adapt.splits import Splits
 from gleam_mri.atomic import atomic_write
 from gleam_mri.config import Config, config_to_dict
+from gleam_mri.data.datasets import evenly_spread
 from gleam_mri.data.slabs import reconstruct_volume_in_slabs
 from gleam_mri.devices import resolve_device
 from gleam_mri.inference import load_run, output_crop
+from gleam_mri.recon.cs import choose_lambda_for
 from gleam_mri.schema import at_least
-from gleam_mri.selfsup.split import HELD_OUT_LINES
+from gleam_mri.selfsup.split import HELD_OUT_LINES, SplitError
 from gleam_mri.training.checkpoint import rng_state, save_checkpoint
 from gleam_mri.training.data import source_data, splitter_from_config
 from gleam_mri.training.loop import train
@@ -121,8 +124,9 @@ class AdaptResult:
     memory_method: str
     strategy: str
     config: Config
-    state: dict[str, torch.Tensor] = field(repr=False)
+    state: dict[str, torch.Tensor] | None = field(repr=False)  # None: no network was trained
     comparison: Comparison | None = None  # the network against CS (None: not compared)
+    untrained: str = ""  # why no network was trained and CS was written ("": one was)
 
 
 def adapt_config(init: str | Path | None, device: str) -> tuple[Config, dict | None]:
@@ -193,14 +197,20 @@ def adapt(
     ``on_validation(strategy, val_loss)`` is called after every validation, with the validated
     weights loaded (``benchmarks/adapt_probe.py`` scores them against a reference). Raises
     ``ValueError`` when ``initial`` was trained on another kind of data, ``FileExistsError``
-    when a state exists and ``resume`` is false (nothing is overwritten).
+    when a state exists and ``resume`` is false (nothing is overwritten). A 2D or cine scan
+    with too few measured lines to split for training gets CS instead (:func:`cs_instead`).
     """
     if initial is not None and initial["kind"] != scan.kind:
         raise ValueError(
             f"the --init checkpoint was trained on {initial['kind']} data; {scan.path} holds "
             f"{scan.kind} data"
         )
-    splits = Splits(scan.items, options, splitter_from_config(cfg.ssdu))
+    try:
+        splits = Splits(scan.items, options, splitter_from_config(cfg.ssdu))
+    except SplitError as err:
+        if not options.cs or scan.volumes is not None:
+            raise
+        return cs_instead(scan, cfg, options, str(err))
     data = source_data(scan.kind, splits.training_batch, splits.validation_items(), identity)
     hook = None
     if on_validation is not None:
@@ -243,6 +253,19 @@ def adapt(
         state=selection.best_state,
         comparison=comparison,
     )
+
+
+def cs_instead(scan: Scan, cfg: Config, options: AdaptOptions, why: str) -> AdaptResult:
+    """The result of a 2D / cine scan whose samples cannot be split for training (``why``): no
+    network, CS of every item, its weight chosen on held-out lines of up to :data:`ITEMS` items
+    when these can spare some (CS holds out fewer than training needs), else the default."""
+    choice = choose_lambda_for([scan.items[i] for i in evenly_spread(len(scan.items), ITEMS)])
+    losses = {} if choice.loss is None else {0.0: choice.loss}
+    volume = volume_of(scan, cs_images(scan.items, choice.lam))
+    return AdaptResult(
+        volume, 0, 0, False, [], 0.0, 0, "", cfg.strategy.name, cfg, None,
+        Comparison(0.0, losses, choice), untrained=why,
+    )  # fmt: skip
 
 
 def final_images(
@@ -298,6 +321,7 @@ def summary(result: AdaptResult, source: str) -> dict[str, Any]:
         "strategy": result.strategy,
         "history": result.history,
         "config": config_to_dict(result.config),
+        "untrained": result.untrained or None,  # why no network was trained (CS was written)
         # which image was written (adapt.pt holds the network either way)
         "compared_with_cs": None if result.comparison is None else result.comparison.to_dict(),
     }
@@ -311,29 +335,30 @@ def save_adapted(
     seconds: dict[str, float] | None = None,
     init: str = "scratch",
 ) -> list[Path]:
-    """Write ``OUT/adapt.pt`` (the kept weights; ``gleam recon`` reads it) and ``adapt.json``
-    (with ``seconds``: the wall time of the run's parts, when given, and ``init``: where the
-    starting weights came from)."""
+    """Write ``OUT/adapt.pt`` (the kept weights; ``gleam recon`` reads it; not when no network
+    was trained) and ``adapt.json`` (with ``seconds``: the wall time of the run's parts, when
+    given, and ``init``: where the starting weights came from)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config_to_dict(result.config)
     ckpt = out / "adapt.pt"
-    save_checkpoint(
-        ckpt,
-        {
-            "step": result.best_step,
-            "kind": scan.kind,
-            "config": config,
-            "model_config": config["model"],
-            "model": result.state,
-            "strategy": {},
-            "rng": rng_state(),
-            "train_seconds": result.train_seconds,
-        },
-    )
+    if result.state is not None:
+        save_checkpoint(
+            ckpt,
+            {
+                "step": result.best_step,
+                "kind": scan.kind,
+                "config": config,
+                "model_config": config["model"],
+                "model": result.state,
+                "strategy": {},
+                "rng": rng_state(),
+                "train_seconds": result.train_seconds,
+            },
+        )
     record = out / "adapt.json"
     maps = [{"method": c.chosen, "heldout_losses": c.losses} for c in scan.maps_choices]
     with atomic_write(record, "w", encoding="utf-8") as file:
         extra = {"coil_maps": maps or "file", "seconds": seconds or {}, "init": init}
         json.dump({**summary(result, source), **extra}, file, indent=2)
-    return [ckpt, record]
+    return [ckpt, record] if result.state is not None else [record]

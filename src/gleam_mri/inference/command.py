@@ -130,8 +130,7 @@ def _recon_cs(args: argparse.Namespace, inputs: list[Path], formats: tuple[str, 
     mask_spec = mask_spec_from_yaml(args.mask)
     for path in inputs:
         written, choice = reconstruct_with_cs(path, args.out, formats, mask_spec)
-        tried = ", ".join(f"{lam:g}: {loss:.4g}" for lam, loss in choice.losses.items())
-        print(f"{path}: CS l1 weight {choice.lam:g} (held-out loss by weight: {tried})")
+        print(f"{path}: {choice.describe()}")
         for w in written:
             print(w)
     return 0

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import evenly_spread, open_dataset
-from gleam_mri.recon.cs import ITERATIONS, LambdaChoice, choose_lambda, heldout_items, l1_wavelet
+from gleam_mri.recon.cs import ITERATIONS, LambdaChoice, choose_lambda_for, l1_wavelet
 from gleam_mri.recon.evaluate import VolumeResult, classical_reconstructor, evaluate, summarize
 
 METHODS = ("zero-filled", "cg-sense", "cs")
@@ -60,12 +60,13 @@ def cs_lambdas(
     dataset: Dataset, items_per_file: int = 4, iterations: int = ITERATIONS
 ) -> dict[str, LambdaChoice]:
     """The l1 weight of each file of ``dataset`` (a slice or volume data set), chosen on the
-    held-out k-space of up to ``items_per_file`` of its items spread evenly: no reference."""
+    held-out k-space of up to ``items_per_file`` of its items spread evenly: no reference (the
+    default weight where too few lines were measured to hold any out)."""
     choices = {}
     for f, info in enumerate(dataset.infos):
         indices = [i for i, (g, _) in enumerate(dataset.examples) if g == f]
         items = [dataset[indices[k]] for k in evenly_spread(len(indices), items_per_file)]
-        choices[str(info.path)] = choose_lambda(heldout_items(items), iterations=iterations)
+        choices[str(info.path)] = choose_lambda_for(items, iterations=iterations)
     return choices
 
 

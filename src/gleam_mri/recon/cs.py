@@ -16,7 +16,8 @@ and a held-out set (:data:`VALIDATION_FRACTION` of them, whole lines drawn unifo
 held-out sets of ``gleam adapt``), CS runs on the pool at every weight of :data:`LAMBDAS`, and the
 weight whose image best predicts the held-out samples (SSDU's normalised l1 + l2,
 :class:`~gleam_mri.selfsup.loss.KspaceLoss`, averaged over the items) is chosen
-(:func:`choose_lambda`). The final image then uses every measured sample.
+(:func:`choose_lambda`). The final image then uses every measured sample. A scan with too few
+measured lines to hold any out gets :data:`DEFAULT_LAMBDA`, and says so (:func:`choose_lambda_for`).
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ import torch
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.selfsup.data import measured_mask, with_split
 from gleam_mri.selfsup.loss import KspaceLoss
-from gleam_mri.selfsup.split import HELD_OUT_LINES, Splitter, validation_seed
+from gleam_mri.selfsup.split import HELD_OUT_LINES, SplitError, Splitter, validation_seed
 
 __all__ = [
+    "DEFAULT_LAMBDA",
     "ITERATIONS",
     "LAMBDAS",
     "LambdaChoice",
     "choose_lambda",
+    "choose_lambda_for",
     "heldout_items",
     "l1_wavelet",
 ]
 
 LAMBDAS = (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2)  # for items normalised to max |A^H y| = 1
+# the weight of a scan with too few lines to choose one on (BART pics' weight of RESULTS's tables)
+DEFAULT_LAMBDA = 1e-2
 ITERATIONS = 100
 WAVELET = "db2"  # BART's Daubechies wavelet (4 taps), orthonormal with periodic extension
 VALIDATION_FRACTION = 0.2
@@ -148,11 +153,19 @@ class LambdaChoice:
 
     lam: float
     losses: dict[float, float] = field(default_factory=dict)
+    unchosen: str = ""  # why no weight was chosen on held-out samples ("": one was)
 
     @property
-    def loss(self) -> float:
-        """The held-out loss of the chosen weight."""
-        return self.losses[self.lam]
+    def loss(self) -> float | None:
+        """The held-out loss of the chosen weight (``None``: not chosen on held-out samples)."""
+        return self.losses.get(self.lam)
+
+    def describe(self) -> str:
+        """One line for the user."""
+        if self.unchosen:
+            return f"CS l1 weight {self.lam:g}, the default ({self.unchosen})"
+        tried = ", ".join(f"{lam:g}: {loss:.4g}" for lam, loss in self.losses.items())
+        return f"CS l1 weight {self.lam:g} (held-out loss by weight: {tried})"
 
 
 def choose_lambda(
@@ -170,3 +183,16 @@ def choose_lambda(
         values = [float(loss_fn(l1_wavelet(item, lam, iterations), item)) for item in validation]
         losses[float(lam)] = float(np.mean(values))
     return LambdaChoice(min(losses, key=losses.__getitem__), losses)
+
+
+def choose_lambda_for(
+    items: Sequence[MRIBatch], seed: int = 0, iterations: int = ITERATIONS
+) -> LambdaChoice:
+    """:func:`choose_lambda` on the :func:`heldout_items` of ``items`` (B=1 each); when their
+    samples cannot be split (too few measured lines), :data:`DEFAULT_LAMBDA` and why."""
+    try:
+        validation = heldout_items(items, seed=seed)
+    except SplitError as err:
+        reason = f"too few measured lines to choose one on held-out lines: {err}"
+        return LambdaChoice(DEFAULT_LAMBDA, unchosen=reason)
+    return choose_lambda(validation, iterations=iterations)
