@@ -44,7 +44,7 @@ def center_crop(
     ``N // 2 - n // 2`` with ``keep_dc`` (module docstring). Raises ``ValueError`` when ``x`` is
     smaller than ``size`` on one of the axes.
     """
-    size = tuple(int(s) for s in size)
+    size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in size)  # symbolic: export
     axes = tuple(range(-len(size), 0)) if axes is None else tuple(axes)
     if len(axes) != len(size):
         raise ValueError(f"crop size {size} and axes {axes} differ in length")

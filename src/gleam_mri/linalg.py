@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 import torch
 
+# whether the code runs under torch.export (ONNX export); torch < 2.6 exports nothing
+exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched real inner product ``Re <a, b>``: ``(B, *D) x (B, *D) -> (B,)``."""
@@ -32,8 +35,8 @@ def conjugate_gradient(
     shape = (-1,) + (1,) * (rhs.ndim - 1)
     for _ in range(max_iter):
         active = rs / rhs_norm > tol**2
-        if not bool(active.any()):
-            break
+        if not exporting() and not bool(active.any()):
+            break  # (exported graphs run every iteration: inactive items stay as they are)
         ap = normal(p)
         denom = _dot(p, ap)
         alpha = torch.where(active & (denom > 0), rs / denom.clamp_min(1e-30), 0.0)

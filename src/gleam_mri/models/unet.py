@@ -214,7 +214,7 @@ class UNet(nn.Module):
     def _padding(self, size: torch.Size) -> list[int]:
         """``F.pad`` amounts (last axis first) making each pooled axis divisible by its factor."""
         factors = [f**self.levels for f in self._spec.pool]
-        padded = [math.ceil(n / f) * f for n, f in zip(size, factors, strict=True)]
+        padded = [(n + f - 1) // f * f for n, f in zip(size, factors, strict=True)]  # exportable
         if math.prod(p // f for p, f in zip(padded, factors, strict=True)) < 2:
             padded[-1] += factors[-1]  # InstanceNorm needs >= 2 elements at the bottleneck
         pads: list[int] = []

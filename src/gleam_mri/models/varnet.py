@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gleam_mri.crop import center_slices
-from gleam_mri.fft import ifftnc
+from gleam_mri.fft import exporting, ifftnc
 from gleam_mri.models.dc import KspaceDC
 from gleam_mri.models.unet import UNet
 from gleam_mri.models.unrolled import Iteration, Problem
@@ -46,6 +46,8 @@ def acs_mask(mask: torch.Tensor | None, kspace_shape: torch.Size, fft_ndim: int)
     A fully sampled acquisition (``mask is None``) uses the central 8% of each phase-encoding
     axis.
     """
+    if exporting():  # an exported 2D graph: one line mask (..., W) for the batch
+        return centred_block(mask.reshape(-1, mask.shape[-1])[0])
     batch, dims = kspace_shape[0], tuple(kspace_shape[2:])
     encoded = dims[-fft_ndim:]
     out = torch.zeros(batch, 1, *dims, device=None if mask is None else mask.device)
@@ -58,6 +60,25 @@ def acs_mask(mask: torch.Tensor | None, kspace_shape: torch.Size, fft_ndim: int)
             sizes = list(find_calibration_size(item, fft_ndim, encoded))
         out[(b, slice(None), ..., *center_slices(encoded, sizes, keep_dc=True))] = 1.0
     return out
+
+
+def centred_block(line: torch.Tensor) -> torch.Tensor:
+    """0/1 float ``(N,)``: the largest fully sampled block of the line mask ``line`` ``(N,)`` that
+    starts at ``N // 2 - n // 2`` (:func:`find_calibration_size`'s block on one axis), from
+    tensor operations alone (no shape depends on the data, so ONNX export maps it). Empty when
+    the centre ``N // 2`` is not sampled."""
+    n = line.shape[0]
+    index = torch.arange(n, device=line.device)
+    gaps = line == 0
+    # the sampled run from the centre on (with it), and back from it: up to the nearest gap
+    right = torch.where(gaps & (index >= n // 2), index, n).amin(0) - n // 2
+    left = n // 2 - torch.where(gaps & (index <= n // 2), index, -1).amax(0)
+    # the block of size m spans [c - m // 2, c - m // 2 + m): m // 2 < left, m - m // 2 <= right
+    odd = 2 * torch.minimum(left - 1, right - 1) + 1
+    even = 2 * torch.minimum(left - 1, right)
+    size = torch.maximum(odd, even)
+    start = n // 2 - torch.div(size, 2, rounding_mode="floor")
+    return ((index >= start) & (index < start + size)).to(torch.float32)
 
 
 class SensitivityModel(nn.Module):
