@@ -50,6 +50,7 @@ FLOORS: dict[str, int] = {
     # built on training: the planner, trained networks in use, scan-specific training
     "gleam_mri.plan": 6,
     "gleam_mri.inference": 6,
+    "gleam_mri.onnx": 6,
     "gleam_mri.adapt": 6,
     # commands built on everything below
     "gleam_mri.study": 7,

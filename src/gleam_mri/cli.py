@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gleam_mri.bench import command as bench_command
     from gleam_mri.data import command as data_command
     from gleam_mri.inference import command as inference_command
+    from gleam_mri.onnx import command as export_command
     from gleam_mri.plan import command as plan_command
     from gleam_mri.recon import command as recon_command
     from gleam_mri.serve import command as serve_command
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     commands = (data_command, recon_command, training_command, inference_command, demo)
     commands += (plan_command, study_command, bench_command, adapt_command, serve_command)
+    commands += (export_command,)
     for command in commands:
         command.add_parser(sub)
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ def add_parser(subparsers: Any) -> None:
         "the checkpoint's mask unless --no-undersample; files without maps get ESPIRiT or JSENSE "
         "maps, whichever predicts held-out lines better (as in gleam adapt). "
         "--model NAME uses a network shipped with the package instead of a checkpoint. "
+        "A MODEL.onnx written by gleam export runs with ONNX Runtime (--engine onnx; "
+        "--engine onnx with a checkpoint exports it first). "
         "--method cs reconstructs with l1-wavelet compressed sensing instead of a network (as "
         "BART's pics), its weight chosen per file without a reference: the weight whose image "
         "of 80% of the measured lines best predicts the 20% held out (printed); fully sampled "
@@ -40,7 +43,8 @@ def add_parser(subparsers: Any) -> None:
         "checkpoint",
         type=Path,
         nargs="?",
-        help="checkpoint written by gleam train (not with --model or --method cs)",
+        help="checkpoint written by gleam train, or a .onnx written by gleam export (not "
+        "with --model or --method cs)",
     )
     p.add_argument(
         "inputs", nargs="+", type=Path, help="fastMRI .h5, ISMRMRD .h5, twix .dat or BART .cfl"
@@ -56,6 +60,12 @@ def add_parser(subparsers: Any) -> None:
         choices=("network", "cs"),
         default="network",
         help="network: the checkpoint's or --model's (default); cs: compressed sensing, no network",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx"),
+        default=None,
+        help="torch: PyTorch; onnx: ONNX Runtime (default: onnx for a .onnx model, else torch)",
     )
     p.add_argument(
         "--mask",
@@ -95,6 +105,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_recon(args: argparse.Namespace) -> int:
     """Reconstruct each input and print the files written; 0 on success."""
     from gleam_mri.inference import load_run, reconstruct_with_run
+    from gleam_mri.inference.priors import load_prior, resolve_prior
 
     formats = tuple(f.strip() for f in args.formats.split(","))
     inputs = list(args.inputs)
@@ -103,21 +114,56 @@ def run_recon(args: argparse.Namespace) -> int:
     if args.mask is not None:
         raise ValueError("--mask goes with --method cs (a network undersamples with its own mask)")
     if args.model is not None:  # every positional is an input
-        from gleam_mri.inference.priors import load_prior
-
         inputs = [p for p in (args.checkpoint, *inputs) if p is not None]
-        run, _ = load_prior(args.model, args.device)
+        source = resolve_prior(args.model)
     elif args.checkpoint is None:
         raise ValueError("give a checkpoint (written by gleam train) or --model NAME")
     else:
-        run, _ = load_run(args.checkpoint, args.device)
-    for path in inputs:
-        written = reconstruct_with_run(
-            run, path, args.out, formats=formats, undersample=not args.no_undersample
-        )
-        for w in written:
-            print(w)
+        source = args.checkpoint
+    onnx_file = source.suffix == ".onnx"
+    engine = args.engine or ("onnx" if onnx_file else "torch")
+    if engine == "torch" and onnx_file:
+        raise ValueError(f"{source}: an ONNX model runs with --engine onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        if engine == "onnx":
+            run, image_of = _onnx_engine(source, Path(tmp))
+        elif args.model is not None:
+            (run, _), image_of = load_prior(args.model, args.device), None
+        else:
+            (run, _), image_of = load_run(source, args.device), None
+        for path in inputs:
+            written = reconstruct_with_run(
+                run,
+                path,
+                args.out,
+                formats=formats,
+                undersample=not args.no_undersample,
+                engine=image_of,
+            )
+            for w in written:
+                print(w)
     return 0
+
+
+def _onnx_engine(source: Path, tmp: Path):
+    """``(run, engine.reconstruct)`` of an ONNX model, or of a checkpoint exported into
+    ``tmp`` first; ``run`` carries the model's config (its mask and maps)."""
+    import time
+
+    import torch
+
+    from gleam_mri.onnx.engine import OnnxEngine
+    from gleam_mri.training.run import Run
+
+    if source.suffix != ".onnx":
+        from gleam_mri.onnx.export import export_checkpoint
+
+        start = time.perf_counter()
+        source = export_checkpoint(source, tmp / "model.onnx").path
+        print(f"exported to ONNX in {time.perf_counter() - start:.0f} s")
+    engine = OnnxEngine(source)
+    run = Run(engine.config, None, None, torch.device("cpu"), tmp, engine.kind)
+    return run, engine.reconstruct
 
 
 def _recon_cs(args: argparse.Namespace, inputs: list[Path], formats: tuple[str, ...]) -> int:

@@ -142,9 +142,13 @@ def reconstruct_with_run(
     undersample: bool = True,
     progress: Callable[[int, int], None] | None = None,
     stem: str | None = None,
+    engine: Callable[[MRIBatch], torch.Tensor] | None = None,
 ) -> list[Path]:
     """:func:`reconstruct_file` with a network already loaded (:func:`load_run`); the outputs
-    are named ``stem`` (default: the file's stem)."""
+    are named ``stem`` (default: the file's stem). ``engine``: batch -> complex image at the
+    batch's scale (default: ``run``'s network in PyTorch; e.g. an
+    :class:`~gleam_mri.onnx.engine.OnnxEngine`'s ``reconstruct``, ``run`` then giving the
+    config)."""
     stem = Path(path).stem if stem is None else stem
     with fastmri_file(path) as path:
         info = inspect_fastmri(path)
@@ -157,7 +161,7 @@ def reconstruct_with_run(
         def image_of(batch: MRIBatch) -> torch.Tensor:
             if slab is not None:  # memory-bounded: one readout slab at a time
                 return _reconstruct_in_slabs(run, batch, slab, run.cfg.data.slab_overlap)
-            return output_crop(reconstruct(run, batch), batch)
+            return output_crop(reconstruct(run, batch) if engine is None else engine(batch), batch)
 
         return write_dataset(dataset, image_of, stem, out_dir, formats, info, progress)
 

@@ -24,7 +24,7 @@ import torch
 
 from gleam_mri.atomic import atomic_write
 from gleam_mri.inference import load_run
-from gleam_mri.onnx.graph import INPUTS, OUTPUTS, ReconstructionGraph
+from gleam_mri.onnx.graph import FORMAT, INPUTS, OUTPUTS, ReconstructionGraph
 
 __all__ = ["METADATA", "OPSET", "ExportReport", "example_inputs", "export_checkpoint"]
 
@@ -43,7 +43,6 @@ METADATA = (
     "training_mask",
     "config",
 )
-FORMAT = "gleam-mri-onnx/1"
 TOLERANCE = 1e-4  # onnxruntime against PyTorch, relative to the image's peak
 
 

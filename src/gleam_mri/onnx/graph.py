@@ -25,8 +25,9 @@ from torch import nn
 
 from gleam_mri.models.unrolled import Problem
 
-__all__ = ["INPUTS", "OUTPUTS", "ReconstructionGraph"]
+__all__ = ["FORMAT", "INPUTS", "OUTPUTS", "ReconstructionGraph"]
 
+FORMAT = "gleam-mri-onnx/1"  # the model file's "gleam_format" metadata: this layout
 INPUTS = ("kspace", "mask", "maps")
 OUTPUTS = ("image",)
 
