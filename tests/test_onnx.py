@@ -133,3 +133,28 @@ def test_the_exportable_pieces_equal_the_ones_they_stand_for():
         expected = torch.zeros(n)
         expected[center_slices((n,), (width,), keep_dc=True)[0]] = 1
         assert torch.equal(centred_block(line), expected)
+
+
+def test_serve_runs_an_onnx_model_as_recon_does(exported, scan, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from gleam_mri.serve.app import create_app
+    from gleam_mri.serve.settings import ServeSettings
+    from test_serve import submit, wait
+
+    ckpt, model = exported
+    app = create_app(ServeSettings({"m": model}, tmp_path / "serve", device="cpu"))
+    try:
+        with TestClient(app) as client:
+            assert client.get("/v1/models").json()["models"][0]["engine"] == "onnx"
+            job = wait(client, submit(client, scan, scan.name, formats="h5")["id"])
+            assert job["state"] == "done", job["error"]
+            got = client.get(f"/v1/reconstructions/{job['id']}/result").content
+    finally:
+        app.state.store.close()
+    (tmp_path / "got.h5").write_bytes(got)
+    args = ["recon", str(ckpt), str(scan), "-o", str(tmp_path / "t"), "--formats", "h5"]
+    assert cli.main(args) == 0
+    with h5py.File(tmp_path / "got.h5") as a, h5py.File(tmp_path / "t" / scan.name) as b:
+        served, expected = a["reconstruction"][()], b["reconstruction"][()]
+    assert np.abs(served - expected).max() <= 1e-4 * np.abs(expected).max()

@@ -105,6 +105,7 @@ def test_models_route(ckpt, tmp_path):
                     "iterations": 2,
                     "acceleration": 4.0,
                     "device": "cpu",
+                    "engine": "torch",
                 }
             ]
         }
@@ -261,7 +262,7 @@ def test_model_options_are_checked_before_serving(ckpt, tmp_path, capsys):
         parse_model_specs([f"a={tmp_path / 'missing.pt'}"])
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"cannot load the checkpoint"):
+    with pytest.raises(ValueError, match=r"cannot load the model"):
         load_models(parse_model_specs([f"junk={junk}"]), "cpu")
     assert cli.main(["serve", "--model", f"junk={junk}", "--data-dir", str(tmp_path)]) == 2
     assert "junk.pt" in capsys.readouterr().err

@@ -150,10 +150,7 @@ def _onnx_engine(source: Path, tmp: Path):
     ``tmp`` first; ``run`` carries the model's config (its mask and maps)."""
     import time
 
-    import torch
-
-    from gleam_mri.onnx.engine import OnnxEngine
-    from gleam_mri.training.run import Run
+    from gleam_mri.onnx.engine import onnx_run
 
     if source.suffix != ".onnx":
         from gleam_mri.onnx.export import export_checkpoint
@@ -161,8 +158,7 @@ def _onnx_engine(source: Path, tmp: Path):
         start = time.perf_counter()
         source = export_checkpoint(source, tmp / "model.onnx").path
         print(f"exported to ONNX in {time.perf_counter() - start:.0f} s")
-    engine = OnnxEngine(source)
-    run = Run(engine.config, None, None, torch.device("cpu"), tmp, engine.kind)
+    run, engine = onnx_run(source)
     return run, engine.reconstruct
 
 

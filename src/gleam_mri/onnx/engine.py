@@ -16,9 +16,10 @@ import torch
 from gleam_mri.config import Config
 from gleam_mri.data.batch import MRIBatch
 from gleam_mri.onnx.graph import FORMAT, INPUTS, OUTPUTS
+from gleam_mri.training.run import Run
 from gleam_mri.training.run_config import config_from_dict
 
-__all__ = ["OnnxEngine"]
+__all__ = ["OnnxEngine", "onnx_run"]
 
 
 class OnnxEngine:
@@ -82,3 +83,10 @@ class OnnxEngine:
         }
         (image,) = self.session.run(list(OUTPUTS), feeds)
         return torch.view_as_complex(torch.from_numpy(image)) / scale[:, 0]
+
+
+def onnx_run(path: str | Path) -> tuple[Run, OnnxEngine]:
+    """The engine of an ONNX model file and a :class:`~gleam_mri.training.run.Run` carrying its
+    config and kind (no network: what ``gleam recon`` and ``gleam serve`` read besides it)."""
+    engine = OnnxEngine(path)
+    return Run(engine.config, None, None, torch.device("cpu"), Path("."), engine.kind), engine

@@ -37,7 +37,15 @@ def add_parser(sub: Any) -> None:
         default=[],
         required=True,
         metavar="NAME=CKPT",
-        help="a checkpoint written by gleam train (or adapt) and its name (repeatable)",
+        help="a checkpoint written by gleam train (or adapt), or a .onnx written by gleam "
+        "export, and its name (repeatable)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx"),
+        default=None,
+        help="torch: PyTorch; onnx: ONNX Runtime, checkpoints exported into DATA_DIR/onnx/ at "
+        "start (default: onnx for .onnx models, else torch)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -102,7 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from gleam_mri.serve.models import load_models
 
     settings = settings_from_args(args)
-    models = load_models(settings.models, settings.device)
+    models = load_models(settings.models, settings.device, args.engine, settings.data_dir / "onnx")
     app = create_app(settings, models)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

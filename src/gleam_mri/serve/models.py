@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from gleam_mri.data.batch import MRIBatch
 from gleam_mri.inference import load_run
 from gleam_mri.training.run import Run
 
@@ -19,6 +23,8 @@ class LoadedModel:
     name: str
     path: Path
     run: Run
+    # batch -> image with ONNX Runtime (a .onnx model, or --engine onnx); None: PyTorch
+    engine: Callable[[MRIBatch], torch.Tensor] | None = None
 
     def describe(self) -> dict:
         """The ``Model`` JSON object of docs/service.md."""
@@ -31,6 +37,7 @@ class LoadedModel:
             "iterations": cfg.model.unrolls,
             "acceleration": mask_acceleration(cfg.data.mask),
             "device": str(self.run.device),
+            "engine": "torch" if self.engine is None else "onnx",
         }
 
 
@@ -70,13 +77,34 @@ def parse_model_specs(specs: list[str]) -> dict[str, Path]:
     return models
 
 
-def load_models(models: dict[str, Path], device: str = "auto") -> dict[str, LoadedModel]:
-    """Load every checkpoint once; an unreadable one raises ``ValueError`` naming its file."""
+def load_models(
+    models: dict[str, Path],
+    device: str = "auto",
+    engine: str | None = None,
+    export_dir: Path | None = None,
+) -> dict[str, LoadedModel]:
+    """Load every model once; an unreadable one raises ``ValueError`` naming its file. A
+    ``.onnx`` file (``gleam export``) runs with ONNX Runtime; with ``engine="onnx"`` a checkpoint
+    is exported into ``export_dir`` first and runs so too."""
+    from gleam_mri.onnx.engine import onnx_run
+    from gleam_mri.onnx.export import export_checkpoint
+
     loaded = {}
     for name, path in models.items():
+        onnx_file = Path(path).suffix == ".onnx"
+        if engine == "torch" and onnx_file:
+            raise ValueError(f"--model {name}={path}: an ONNX model runs with --engine onnx")
         try:
+            if onnx_file or engine == "onnx":
+                if not onnx_file:
+                    folder = Path(export_dir or ".")
+                    folder.mkdir(parents=True, exist_ok=True)
+                    path = export_checkpoint(path, folder / f"{name}.onnx").path
+                run, onnx = onnx_run(path)
+                loaded[name] = LoadedModel(name, Path(path), run, onnx.reconstruct)
+                continue
             run, _ = load_run(path, device)
-        except Exception as err:  # torch / pickle / config errors: all mean "unusable file"
-            raise ValueError(f"--model {name}={path}: cannot load the checkpoint: {err}") from err
+        except Exception as err:  # torch / pickle / config / onnx errors: all "unusable file"
+            raise ValueError(f"--model {name}={path}: cannot load the model: {err}") from err
         loaded[name] = LoadedModel(name, Path(path), run)
     return loaded

@@ -27,6 +27,7 @@ class Model(BaseModel):
     iterations: int
     acceleration: float | None
     device: str
+    engine: str = "torch"  # or "onnx": ONNX Runtime (a gleam export model, or --engine onnx)
 
 
 class ModelList(BaseModel):

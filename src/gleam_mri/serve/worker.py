@@ -191,6 +191,7 @@ class Worker:
                 undersample=job.undersample,
                 progress=self._progress(job, started + self.job_timeout),
                 stem=job.stem,
+                engine=self.models[job.model].engine,
             )
             if "dcm" in job.formats:
                 zip_folder(out / f"{job.stem}_dicom", result_path(self.data_dir, job, "dcm"))
