@@ -20,12 +20,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: $(VENV)/.installed
 	$(VENV)/bin/gleam demo --out $(DEMO_DIR)
 
-# The Java client is built and tested first (clients/java/build.sh installs OpenJDK 17, JUnit 5
-# and Jackson from Debian's packages when javac is missing); its jar is used by the pytest suite.
+# The Java side (java/: the client of gleam serve and the ONNX engine) is built and tested first
+# with Maven (java/build.sh installs Maven and OpenJDK 17 with apt-get when they are missing;
+# dependencies come from Maven Central); its jars are used by the pytest suite.
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks fuzz
 	$(VENV)/bin/ruff format --check src tests benchmarks fuzz
-	bash clients/java/build.sh
+	bash java/build.sh
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
@@ -33,4 +34,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format src tests benchmarks fuzz
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache clients/java/target
+	rm -rf $(VENV) runs .pytest_cache java/*/target

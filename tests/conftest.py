@@ -33,6 +33,43 @@ def tiny_2d_data(tmp_path_factory):
     return make
 
 
+# tiny 2D networks that gleam export writes (tests/test_onnx.py, tests/test_java_engine.py)
+ONNX_MODELS = {
+    "pgd": {"unrolls": 2, "features": 4},
+    "modl": {"unrolls": 2, "features": 4, "dc": {"cg_iters": 3}},
+    "varnet": {"unrolls": 2, "features": 4, "sens_features": 4},
+}
+
+
+def untrained_checkpoint(path: Path, model: dict, kind: str = "2d") -> Path:
+    """An untrained network's checkpoint (random weights test an engine as well as trained)."""
+    from gleam_mri.config import config_to_dict
+    from gleam_mri.training.checkpoint import save_checkpoint
+    from gleam_mri.training.run import build_model_for
+    from gleam_mri.training.run_config import config_from_dict
+
+    cfg = config_from_dict({"model": model, "train": {"seed": 1}})
+    net = build_model_for(cfg, kind, torch.device("cpu"))
+    config = config_to_dict(cfg)
+    state = {"step": 0, "kind": kind, "config": config, "model_config": config["model"]}
+    return save_checkpoint(path, {**state, "model": net.state_dict()})
+
+
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """``name -> (checkpoint, model.onnx)`` of each of :data:`ONNX_MODELS`, exported by
+    ``gleam export`` once per session (each export takes 10-40 s)."""
+    from gleam_mri import cli
+
+    out = {}
+    for name, options in ONNX_MODELS.items():
+        folder = tmp_path_factory.mktemp(f"onnx-{name}")
+        ckpt = untrained_checkpoint(folder / "last.pt", {"name": name, **options})
+        assert cli.main(["export", str(ckpt), "-o", str(folder / "model.onnx")]) == 0
+        out[name] = (ckpt, folder / "model.onnx")
+    return out
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -1,6 +1,6 @@
 """The Java client's jar against a real ``gleam serve``: its results are ``gleam recon``'s.
 
-Needs ``java`` and ``clients/java/target/gleam-client.jar`` (``bash clients/java/build.sh``,
+Needs ``java`` and ``java/gleam-client/target/gleam-client.jar`` (``bash java/build.sh``,
 which ``make test`` runs first); skipped without them. One service (tiny checkpoint, token) is
 shared by the tests of this file.
 """
@@ -25,12 +25,12 @@ from gleam_mri.cli import main as gleam
 from test_serve_support import running_service, tiny_checkpoint, tiny_scans
 
 ROOT = Path(__file__).resolve().parents[1]
-JAR = ROOT / "clients" / "java" / "target" / "gleam-client.jar"
+JAR = ROOT / "java" / "gleam-client" / "target" / "gleam-client.jar"
 JAVA = shutil.which("java")
 
 pytestmark = pytest.mark.skipif(
     JAVA is None or not JAR.is_file(),
-    reason="needs java and clients/java/target/gleam-client.jar (bash clients/java/build.sh)",
+    reason="needs java and java/gleam-client/target/gleam-client.jar (bash java/build.sh)",
 )
 
 MODEL = "tiny"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ONNX_MODELS, untrained_checkpoint
 from gleam_mri import cli
-from gleam_mri.config import config_to_dict
 from gleam_mri.crop import center_slices
 from gleam_mri.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from gleam_mri.fft import _shift
@@ -22,37 +22,15 @@ from gleam_mri.onnx.engine import OnnxEngine
 from gleam_mri.onnx.export import example_inputs
 from gleam_mri.onnx.graph import INPUTS, ReconstructionGraph
 from gleam_mri.physics.espirit import find_calibration_size
-from gleam_mri.training.checkpoint import save_checkpoint
-from gleam_mri.training.run import build_model_for
-from gleam_mri.training.run_config import config_from_dict
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = {"unrolls": 2, "features": 4}
-MODELS = {
-    "pgd": SMALL,
-    "modl": {**SMALL, "dc": {"cg_iters": 3}},
-    "varnet": {**SMALL, "sens_features": 4},
-}
 
-
-def _checkpoint(path: Path, model: dict, kind: str = "2d") -> Path:
-    """An untrained network's checkpoint (random weights are as good a test as trained ones)."""
-    cfg = config_from_dict({"model": model, "train": {"seed": 1}})
-    net = build_model_for(cfg, kind, torch.device("cpu"))
-    config = config_to_dict(cfg)
-    state = {"step": 0, "kind": kind, "config": config, "model_config": config["model"]}
-    return save_checkpoint(path, {**state, "model": net.state_dict()})
-
-
-@pytest.fixture(scope="module", params=sorted(MODELS))
-def exported(request, tmp_path_factory) -> tuple[Path, Path]:
+@pytest.fixture(params=sorted(ONNX_MODELS))
+def exported(request, onnx_models) -> tuple[Path, Path]:
     """``(checkpoint, model.onnx)`` of each network, exported by ``gleam export``."""
-    folder = tmp_path_factory.mktemp(f"onnx-{request.param}")
-    ckpt = _checkpoint(folder / "last.pt", {"name": request.param, **MODELS[request.param]})
-    assert cli.main(["export", str(ckpt), "-o", str(folder / "model.onnx")]) == 0
-    return ckpt, folder / "model.onnx"
+    return onnx_models[request.param]
 
 
 def test_the_graph_equals_pytorch_at_other_sizes_and_coil_counts(exported):
@@ -112,7 +90,7 @@ def test_bad_model_files_are_refused_with_their_name(tmp_path, scan, capsys):
 
 
 def test_export_refuses_3d_networks_and_keeps_an_existing_file(tmp_path, capsys):
-    ckpt = _checkpoint(tmp_path / "3d.pt", {"name": "pgd", **SMALL}, kind="3d")
+    ckpt = untrained_checkpoint(tmp_path / "3d.pt", {"name": "pgd", **ONNX_MODELS["pgd"]}, "3d")
     out = tmp_path / "model.onnx"
     out.write_bytes(b"kept")
     assert cli.main(["export", str(ckpt), "-o", str(out)]) == 2

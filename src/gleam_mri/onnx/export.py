@@ -132,9 +132,13 @@ def _check(path: Path, graph: ReconstructionGraph, example: tuple) -> float:
     return float(np.abs(image - expected).max() / max(np.abs(expected).max(), 1e-30))
 
 
-def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> ExportReport:
+def export_checkpoint(
+    ckpt_path: str | Path, out: str | Path, optimize: bool = False
+) -> ExportReport:
     """Export the network of a training checkpoint (``last.pt``, ``best.pt``, ``adapt.pt``) to
-    ``out`` (module docstring). Raises ``ValueError`` for a kind that is not exported, and
+    ``out`` (module docstring). ``optimize``: run onnxscript's graph optimizer too (a MoDL of 4
+    iterations took 6x longer to export for a graph 4 % faster under onnxruntime, whose own
+    optimizer runs at load either way). Raises ``ValueError`` for a kind that is not exported, and
     ``RuntimeError`` when onnxruntime's image differs from PyTorch's by more than
     :data:`TOLERANCE` (``out`` is then left as it was)."""
     run, ckpt = load_run(ckpt_path, device="cpu")
@@ -156,6 +160,7 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> ExportReport:
             opset_version=OPSET,
             dynamo=True,
             verbose=False,
+            optimize=optimize,
         )
     metadata = _metadata(ckpt, graph)
     model = onnx_program.model_proto
