@@ -86,3 +86,25 @@ def test_recon_reads_raw_formats_directly(tmp_path):
     assert cli.main([*args, "--formats", "nii,dcm"]) == 0
     assert nib.load(out / "raw.nii.gz").shape == (24, 32, 1)
     assert len(list((out / "raw_dicom").glob("*.dcm"))) == 1
+
+
+def test_espirit_maps_added_to_a_fastmri_file_are_the_datasets_own(tmp_path, capsys):
+    import torch
+
+    from gleam_mri.data.datasets import open_dataset
+    from gleam_mri.data.fastmri import write_fastmri
+
+    spec = SyntheticSpec(n_volumes=1, slices_per_volume=2, shape=(24, 20), n_coils=3)
+    write_synthetic_dataset(tmp_path / "syn", spec, progress=False)
+    vol = read_fastmri(next((tmp_path / "syn").rglob("*.h5")))
+    bare = write_fastmri(tmp_path / "bare.h5", vol.kspace, vol.reconstruction_rss)
+    assert cli.main(["convert", str(bare), "--maps", "espirit", "-o", str(tmp_path / "o")]) == 0
+    added = read_fastmri(tmp_path / "o" / "bare.h5")
+    np.testing.assert_array_equal(added.kspace, vol.kspace)
+    expected = open_dataset(bare, None, "espirit")
+    for i in range(2):
+        assert torch.equal(torch.from_numpy(added.maps[i]), expected[i].maps[0])
+    for again in (["--maps", "espirit"], []):  # it has maps now; and it is no raw file
+        args = ["convert", str(tmp_path / "o" / "bare.h5"), *again, "-o", str(tmp_path / "x")]
+        assert cli.main(args) == 2
+    assert "already holds coil maps" in capsys.readouterr().err

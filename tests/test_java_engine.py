@@ -155,3 +155,20 @@ def test_files_the_engine_cannot_reconstruct_exit_2(exported, scan, tmp_path):
         hf["kspace"], hf["maps"] = vol.kspace, vol.maps[:, :2]
     _refused(jar("recon", model, bad_maps, "-o", out), bad_maps, "maps shape")
     assert not out.exists()
+
+
+def test_a_file_without_maps_runs_once_gleam_convert_adds_them(exported, scan, tmp_path):
+    ckpt, model = exported["pgd"]
+    vol = read_fastmri(scan)
+    bare = write_fastmri(
+        tmp_path / "bare.h5", vol.kspace, vol.reconstruction_rss, mask=vol.mask
+    )  # no maps: the engine refuses it (above) and names gleam convert --maps espirit
+    assert cli.main(["convert", str(bare), "--maps", "espirit", "-o", str(tmp_path / "c")]) == 0
+    converted = tmp_path / "c" / "bare.h5"
+    args = ["recon", str(ckpt), str(converted), "-o", str(tmp_path / "python"), "--no-undersample"]
+    assert cli.main([*args, "--formats", "h5"]) == 0
+    done = jar("recon", model, converted, "-o", tmp_path / "java", "--formats", "h5")
+    assert done.returncode == 0, done.stderr
+    expected = _reconstruction(tmp_path / "python" / "bare.h5")
+    got = _reconstruction(tmp_path / "java" / "bare.h5")
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()

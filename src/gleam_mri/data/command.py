@@ -60,7 +60,8 @@ def add_parser(subparsers: Any) -> None:
         description="Read raw k-space (ISMRMRD HDF5 with the header's encoding limits, "
         "Siemens twix via twixtools with the readout oversampling removed, or BART CFL) and "
         "write OUT/<name>.h5 in the fastMRI layout (kspace, mask, reconstruction_rss when "
-        "fully sampled, ismrmrd_header).",
+        "fully sampled, ismrmrd_header). A fastMRI-layout .h5 with --maps espirit is copied "
+        "with ESPIRiT coil maps added.",
     )
     p.add_argument("inputs", nargs="+", type=Path, help="raw-data files")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
@@ -80,9 +81,11 @@ def add_parser(subparsers: Any) -> None:
         "--maps",
         choices=("none", "espirit"),
         default="none",
-        help="with --slices readout: espirit also stores ESPIRiT coil maps per slice (20 x 20 "
-        "calibration of the fully sampled k-space, as the GLEAM code prepares the knees) for "
-        "configs with data.maps: file; about 2 s per slice of 8 x 320 x 256 on one CPU thread",
+        help="a fastMRI-layout .h5: espirit writes a copy with ESPIRiT maps (what the Java "
+        "engine needs); with --slices readout: espirit also stores ESPIRiT coil maps per slice "
+        "(20 x 20 calibration of the fully sampled k-space, as the GLEAM code prepares the "
+        "knees) for configs with data.maps: file; about 2 s per slice of 8 x 320 x 256 on one "
+        "CPU thread",
     )
     p.add_argument(
         "--partitions",
