@@ -57,6 +57,8 @@ class OnnxEngine:
         """The graph's mask ``(1, 1, 1, W)`` (or ``(1, 1, H, W)`` for networks that take one)
         from a batch's ``(B, 1, H | 1, W)``: the first item's (items of a batch share it)."""
         first = mask[:1]
+        if not bool(((first == 0) | (first == 1)).all()):
+            raise ValueError(f"{self.path}: the graph takes a 0/1 mask; this one holds others")
         if first.shape[-2] > 1 and bool((first == first[..., :1, :]).all()):
             first = first[..., :1, :]  # the same line mask on every readout row
         if first.shape[-2] > 1 and self.model == "varnet":
