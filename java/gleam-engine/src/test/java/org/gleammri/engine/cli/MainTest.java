@@ -56,6 +56,8 @@ class MainTest {
             {"recon", "m.onnx", "f.h5", "-o"}, {"recon", "m.onnx", "f.h5", "-o", "out", "--wat"},
             {"recon", "m.onnx", "f.h5", "-o", "out", "--threads", "zero"},
             {"recon", "m.onnx", "f.h5", "-o", "out", "--formats", "h5,tiff"},
+            {"bench", "m.onnx", "4", "8"}, {"bench", "m.onnx", "4", "8", "x"},
+            {"bench", "m.onnx", "4", "8", "8", "0"},
         }) {
             Outcome o = run(args);
             assertEquals(2, o.code(), String.join(" ", java.util.Arrays.stream(args).map(String::valueOf).toList()));
