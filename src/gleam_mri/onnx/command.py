@@ -28,7 +28,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--optimize",
         action="store_true",
-        help="run onnxscript's optimizer on the graph (minutes for MoDL; a few %% faster)",
+        help="run onnxscript's optimizer on the graph too (a much longer export for MoDL; "
+        "onnxruntime optimises the graph when it loads it either way)",
     )
     p.set_defaults(func=run_export)
 

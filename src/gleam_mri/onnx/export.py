@@ -13,6 +13,7 @@ wired into the graph yet).
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -136,9 +137,9 @@ def export_checkpoint(
     ckpt_path: str | Path, out: str | Path, optimize: bool = False
 ) -> ExportReport:
     """Export the network of a training checkpoint (``last.pt``, ``best.pt``, ``adapt.pt``) to
-    ``out`` (module docstring). ``optimize``: run onnxscript's graph optimizer too (a MoDL of 4
-    iterations took 6x longer to export for a graph 4 % faster under onnxruntime, whose own
-    optimizer runs at load either way). Raises ``ValueError`` for a kind that is not exported, and
+    ``out`` (module docstring). ``optimize``: run onnxscript's graph optimizer too (most of the
+    export time for MoDL, whose CG iterations are unrolled; onnxruntime optimises the graph when
+    it loads it either way). Raises ``ValueError`` for a kind that is not exported, and
     ``RuntimeError`` when onnxruntime's image differs from PyTorch's by more than
     :data:`TOLERANCE` (``out`` is then left as it was)."""
     run, ckpt = load_run(ckpt_path, device="cpu")
@@ -149,8 +150,10 @@ def export_checkpoint(
         )
     graph = ReconstructionGraph(run.net.eval(), fft_ndim=2)
     example = example_inputs(batch=2)  # 2: the batch size stays dynamic (1 would be pinned)
+    # the exporter's notes on its own decompositions and on torchvision's operators
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on its own decompositions
+        warnings.simplefilter("ignore")
         program = _trace(graph, example)
         onnx_program = torch.onnx.export(
             program,
