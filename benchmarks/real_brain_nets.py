@@ -75,7 +75,7 @@ def adapt_method(init: Path | None, options: AdaptOptions, log: dict, prior: boo
         if kept == "blend":  # the network's share
             kept = f"blend {result.comparison.share:g}"
         if result.untrained:  # too few lines to train on
-            kept = "cs, no network"
+            kept = "cs (no network: too few lines)"
         log[case.name] = {"best_step": result.best_step, "steps": result.steps, "kept": kept}
         # adapt returns the magnitude at the file's scale; the case works on its own scale
         return torch.from_numpy(result.volume[0] / case.scale)
