@@ -21,8 +21,9 @@ every step) and a fixed validation set; the weights of the best validation step 
 training stops when it no longer improves. The network is then compared with l1-wavelet
 compressed sensing (its weight chosen on the same validation set) and with their blends (25, 50
 or 75% of the network, the rest CS), and whichever predicts the held-out samples best writes the
-image, so it is never worse than CS by that measure (2D and cine; --no-cs skips it). The final
-image uses every measured sample. Files without coil maps get ESPIRiT or JSENSE maps from their
+image, so it is never worse than CS by that measure (2D and cine; --no-cs skips it); a scan with
+too few measured lines to train on gets CS alone, and no adapt.pt. The final image uses every
+measured sample. Files without coil maps get ESPIRiT or JSENSE maps from their
 measured samples, whichever predicts held-out lines better (--maps). The network (a MoDL network
 trained greedily, GLEAM; about 5 minutes for a 2D 8-coil 256 x 256 slice on two CPU cores,
 --large for a deeper network trained longer) starts from the prior shipped for the scan's kind
