@@ -34,6 +34,7 @@ class OnnxEngine:
         if not self.path.is_file():
             raise ValueError(f"{self.path}: no such ONNX file")
         options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only (not its notes on constant folding)
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
