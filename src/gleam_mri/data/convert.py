@@ -16,7 +16,7 @@ import numpy as np
 
 from gleam_mri.atomic import atomic_path
 from gleam_mri.data.datasets import open_dataset
-from gleam_mri.data.fastmri import inspect_fastmri
+from gleam_mri.data.fastmri import inspect_fastmri, is_fastmri_layout
 from gleam_mri.data.raw import read_raw
 from gleam_mri.data.readout_slices import convert_readout_slices
 
@@ -36,7 +36,7 @@ def convert(
     ``(x, coils, ky, kz)``, with per-slice ESPIRiT maps when ``maps="espirit"``
     (:mod:`gleam_mri.data.readout_slices`). ``partitions`` as :func:`read_raw`.
     """
-    if _fastmri_layout(Path(path)):
+    if is_fastmri_layout(path):
         if maps != "espirit" or slices != "native":
             raise ValueError(
                 f"{path}: already in the fastMRI layout; --maps espirit (alone) adds coil maps"
@@ -49,14 +49,6 @@ def convert(
     if maps not in (None, "none"):
         raise ValueError("maps are computed only for --slices readout")
     return read_raw(path, partitions).to_fastmri(out)
-
-
-def _fastmri_layout(path: Path) -> bool:
-    """An HDF5 file with a ``kspace`` dataset (else: raw data)."""
-    if not path.is_file() or not h5py.is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as hf:
-        return "kspace" in hf
 
 
 def with_espirit_maps(path: str | Path, out: str | Path) -> Path:

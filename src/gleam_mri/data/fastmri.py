@@ -397,3 +397,12 @@ def read_fastmri(path: str | Path, slices: int | slice | None = None) -> FastMRI
         path=info.path,
         slices=sel,
     )
+
+
+def is_fastmri_layout(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file with a ``kspace`` dataset (else: raw data to convert)."""
+    path = Path(path)
+    if path.suffix != ".h5" or not path.exists() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as hf:
+        return "kspace" in hf

@@ -151,14 +151,13 @@ def _onnx_engine(source: Path, tmp: Path):
     import time
 
     from gleam_mri.onnx.engine import onnx_run
+    from gleam_mri.onnx.export import as_onnx
 
-    if source.suffix != ".onnx":
-        from gleam_mri.onnx.export import export_checkpoint
-
-        start = time.perf_counter()
-        source = export_checkpoint(source, tmp / "model.onnx").path
+    start = time.perf_counter()
+    exported = as_onnx(source, tmp)
+    if exported != source:
         print(f"exported to ONNX in {time.perf_counter() - start:.0f} s")
-    run, engine = onnx_run(source)
+    run, engine = onnx_run(exported)
     return run, engine.reconstruct
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -20,7 +19,7 @@ from torch.utils.data import DataLoader
 from gleam_mri.crop import center_crop
 from gleam_mri.data.batch import MRIBatch, collate_batches
 from gleam_mri.data.datasets import open_dataset
-from gleam_mri.data.fastmri import inspect_fastmri, read_fastmri
+from gleam_mri.data.fastmri import inspect_fastmri, is_fastmri_layout, read_fastmri
 from gleam_mri.inference.engine import load_run, reconstruct
 from gleam_mri.inference.outputs import write_outputs
 from gleam_mri.recon.baselines import cs_lambdas
@@ -86,14 +85,6 @@ def _reconstruct_in_slabs(run, batch: MRIBatch, slab: int, overlap: int) -> torc
         normalize=False,  # the item is already normalised as a whole
     )
     return image[None]
-
-
-def is_fastmri_layout(path: Path) -> bool:
-    """Whether ``path`` is an HDF5 file with a ``kspace`` dataset (else: raw data to convert)."""
-    if path.suffix != ".h5" or not path.exists() or not h5py.is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as hf:
-        return "kspace" in hf
 
 
 def reconstruct_file(

@@ -27,7 +27,7 @@ from gleam_mri.atomic import atomic_write
 from gleam_mri.inference import load_run
 from gleam_mri.onnx.graph import FORMAT, INPUTS, OUTPUTS, ReconstructionGraph
 
-__all__ = ["METADATA", "OPSET", "ExportReport", "example_inputs", "export_checkpoint"]
+__all__ = ["METADATA", "OPSET", "ExportReport", "as_onnx", "example_inputs", "export_checkpoint"]
 
 OPSET = 20  # the first with DFT's inverse as an input-free attribute of complex pairs
 KINDS = ("2d",)  # exported kinds (module docstring)
@@ -185,3 +185,14 @@ def export_checkpoint(
         with atomic_write(out, "wb") as file:
             file.write(trial.read_bytes())
     return ExportReport(out, metadata, difference)
+
+
+def as_onnx(source: str | Path, folder: str | Path, name: str = "model") -> Path:
+    """``source`` itself when it is a ``.onnx`` file, else its checkpoint exported to
+    ``folder/name.onnx`` (:func:`export_checkpoint`)."""
+    source = Path(source)
+    if source.suffix == ".onnx":
+        return source
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return export_checkpoint(source, folder / f"{name}.onnx").path

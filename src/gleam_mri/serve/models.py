@@ -87,7 +87,7 @@ def load_models(
     ``.onnx`` file (``gleam export``) runs with ONNX Runtime; with ``engine="onnx"`` a checkpoint
     is exported into ``export_dir`` first and runs so too."""
     from gleam_mri.onnx.engine import onnx_run
-    from gleam_mri.onnx.export import export_checkpoint
+    from gleam_mri.onnx.export import as_onnx
 
     loaded = {}
     for name, path in models.items():
@@ -96,10 +96,7 @@ def load_models(
             raise ValueError(f"--model {name}={path}: an ONNX model runs with --engine onnx")
         try:
             if onnx_file or engine == "onnx":
-                if not onnx_file:
-                    folder = Path(export_dir or ".")
-                    folder.mkdir(parents=True, exist_ok=True)
-                    path = export_checkpoint(path, folder / f"{name}.onnx").path
+                path = as_onnx(path, export_dir or ".", name)
                 run, onnx = onnx_run(path)
                 loaded[name] = LoadedModel(name, Path(path), run, onnx.reconstruct)
                 continue
